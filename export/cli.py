@@ -1,0 +1,114 @@
+"""``movinet-export``: a thin Typer layer over :mod:`movinet_export.exporter`.
+
+Options are parsed and checked here; all work happens in the library. Every
+:class:`ExportError` becomes one line on stderr and its exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import ExportError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+    help="Export a streaming MoViNet (A0-A5) to TFLite with explicit state inputs and outputs.",
+)
+
+PRECISION_HELP = "Quantize: int8 (default when the flag is given alone), float16 or dynamic. Omit for float32."
+
+
+@app.callback(invoke_without_command=True)
+def export(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model id: a0..a5 (stream).")] = "a0",
+    quantize: Annotated[
+        Optional[str], typer.Option("--quantize", "-q", is_flag=False, flag_value="int8", help=PRECISION_HELP)
+    ] = None,
+    checkpoint: Annotated[
+        Optional[str],
+        typer.Option(help="Checkpoint: .tar.gz, directory, prefix or URL (file:// too). Default: official download."),
+    ] = None,
+    saved_model: Annotated[
+        Optional[Path], typer.Option("--saved-model", help="Convert a streaming SavedModel (image + states).")
+    ] = None,
+    labels: Annotated[Optional[str], typer.Option(help="Labels file or URL, one label a line.")] = None,
+    resolution: Annotated[Optional[int], typer.Option(min=32, max=1024, help="Input size in pixels.")] = None,
+    num_classes: Annotated[Optional[int], typer.Option(min=1, help="Classes (default: from the checkpoint).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Download cache (default ~/.cache/movinet-edge).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
+    parity_video: Annotated[
+        Optional[Path], typer.Option(help="Clip for the parity report (default: a synthetic motion clip).")
+    ] = None,
+    calibration_videos: Annotated[
+        Optional[list[str]],
+        typer.Option("--calibration-videos", help="int8: videos, folders or globs to calibrate on (repeatable)."),
+    ] = None,
+    calibration_frames: Annotated[
+        int, typer.Option(min=0, help="int8: frames per calibration stream (0: default).")
+    ] = 0,
+    input_dtype: Annotated[
+        str, typer.Option(help="int8: image input type, float32, uint8 or int8 (camera bytes directly).")
+    ] = "float32",
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
+) -> None:
+    if ctx.invoked_subcommand is not None:
+        return
+    from .convert import PRECISIONS
+    from .exporter import ExportOptions, Exporter
+    from .zoo import lookup
+
+    precision = quantize or "float32"
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown --quantize {precision!r}; choose int8, float16 or dynamic")
+    if input_dtype not in ("float32", "uint8", "int8"):
+        raise ExportError(f"unknown --input-dtype {input_dtype!r}; choose float32, uint8 or int8")
+    if input_dtype != "float32" and precision != "int8":
+        raise ExportError("--input-dtype uint8/int8 needs --quantize int8")
+    entry = lookup(model)
+    options = ExportOptions(
+        model_id=entry.model_id,
+        checkpoint=checkpoint,
+        saved_model=saved_model,
+        labels=labels,
+        resolution=resolution,
+        num_classes=num_classes,
+        cache_dir=cache_dir,
+        parity_video=parity_video,
+        calibration_videos=list(calibration_videos or []),
+        calibration_frames=calibration_frames,
+        input_dtype=input_dtype,
+        progress=not quiet,
+    )
+    from .exporter import default_output
+
+    target = output or default_output(entry.model_id, precision)
+    with Exporter(options) as exporter:
+        manifest = exporter.export(precision, target, force=force)
+    size = (target / "model.tflite").stat().st_size
+    print(f"{target}  ({manifest.precision}, {size / 1e6:.2f} MB, {len(manifest.states)} states)")
+
+
+def main() -> None:
+    """Console entry point: one line per user error, no traceback."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ chatter hides our progress
+    try:
+        app()  # standalone: usage errors are reported by Typer itself (exit 2)
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""The real `movinet-edge` command in a subprocess: every user error is one line on
+stderr and a non-zero exit, never a traceback; with a model, live mode and
+`classify` produce their outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIPS = Path(os.environ.get("MOVINET_TEST_DATA", ROOT.parent / "shared" / "data")) / "clips"
+NO_MODEL = "error: no model found; make one with: movinet-export --model a0 --quantize   (or pass --model DIR)"
+
+
+def command() -> list[str]:
+    script = Path(sys.executable).with_name("movinet-edge")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "movinet_edge.cli"]
+
+
+def clip(name: str) -> Path:
+    path = CLIPS / name
+    if not path.exists():
+        pytest.skip(f"test clip {path} not found (set MOVINET_TEST_DATA)")
+    return path
+
+
+def env_without_model(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MOVINET_EDGE_MODEL"}
+    env.update(extra)
+    return env
+
+
+def run(*args: object, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*command(), *map(str, args)],
+        cwd=cwd,
+        env=env if env is not None else env_without_model(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, expected: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert re.search(expected, lines[0]), lines[0]
+    assert result.stdout == ""
+
+
+# --- errors, no model needed ------------------------------------------------------------
+
+
+def test_no_source(tmp_path: Path) -> None:
+    assert_one_line_error(run(cwd=tmp_path), "give exactly one source: --camera 0|picam, --url URL or --video FILE$")
+
+
+def test_two_sources_at_once(tmp_path: Path) -> None:
+    result = run("--camera", "0", "--video", clip("carving_ice.mp4"), cwd=tmp_path)
+    assert_one_line_error(result, r"give exactly one source.*\(got --camera and --video\)")
+    assert result.returncode == 2
+
+
+def test_nonexistent_video(tmp_path: Path) -> None:
+    assert_one_line_error(run("--video", "missing.mp4", cwd=tmp_path), "^error: video missing.mp4 does not exist$")
+    assert_one_line_error(run("classify", "missing.mp4", cwd=tmp_path), "video missing.mp4 does not exist")
+
+
+def test_zero_length_videos(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    assert_one_line_error(run("--video", empty, cwd=tmp_path), r"empty\.mp4 has no frames")
+    assert_one_line_error(run("classify", empty, cwd=tmp_path), r"empty\.mp4 has no frames")
+    no_frames = tmp_path / "zero.avi"
+    cv2.VideoWriter(str(no_frames), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 64)).release()
+    assert_one_line_error(run("classify", no_frames, cwd=tmp_path), r"zero\.avi has no frames")
+
+
+def test_unreadable_video(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"\x00\x01not a video" * 1000)
+    assert_one_line_error(run("classify", garbage, cwd=tmp_path), "cannot read video .*garbage.mp4")
+
+
+def test_camera_that_does_not_open(tmp_path: Path) -> None:
+    result = run("--camera", "57", cwd=tmp_path)
+    assert_one_line_error(
+        result, "^error: camera 57 did not open: check /dev/video57 and that the user is in the 'video' group$"
+    )
+
+
+def test_pi_camera_without_picamera2(tmp_path: Path) -> None:
+    try:
+        import picamera2  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("picamera2 is installed here")
+    assert_one_line_error(run("--camera", "picam", cwd=tmp_path), "picamera2 is not installed; on Raspberry Pi OS")
+
+
+def test_stream_that_does_not_open(tmp_path: Path) -> None:
+    result = run("--url", "http://127.0.0.1:9/none.mjpg", cwd=tmp_path)
+    assert_one_line_error(result, "cannot open stream http://127.0.0.1:9/none.mjpg")
+
+
+def test_no_model_anywhere(tmp_path: Path) -> None:
+    result = run("--video", clip("carving_ice.mp4"), cwd=tmp_path)
+    assert_one_line_error(result, "^" + re.escape(NO_MODEL) + "$")
+    result = run("classify", clip("carving_ice.mp4"), cwd=tmp_path)
+    assert_one_line_error(result, "^" + re.escape(NO_MODEL) + "$")
+
+
+def test_missing_model_dir(tmp_path: Path) -> None:
+    result = run("--video", clip("carving_ice.mp4"), "--model", tmp_path / "no_such_model", cwd=tmp_path)
+    assert_one_line_error(result, "no_such_model does not exist; export one with: movinet-export")
+    result = run("classify", clip("carving_ice.mp4"), cwd=tmp_path,
+                 env=env_without_model(MOVINET_EDGE_MODEL=str(tmp_path / "from_env")))
+    assert_one_line_error(result, "from_env does not exist")
+
+
+def test_display_without_a_gui(tmp_path: Path) -> None:
+    from movinet_edge.sinks import opencv_has_gui
+
+    if opencv_has_gui():
+        pytest.skip("this OpenCV has a GUI")
+    result = run("--display", "--video", clip("carving_ice.mp4"), cwd=tmp_path)
+    assert_one_line_error(
+        result,
+        r"^error: --display needs an OpenCV build with a GUI \(pip install opencv-python instead of "
+        r"opencv-python-headless\)$",
+    )
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--window-seconds", "8", "--no-window"], "contradict"),
+        (["--window-seconds", "0"], "must be positive"),
+        (["--alpha", "2"], "alpha must be in"),
+        (["--start-threshold", "0.2", "--end-threshold", "0.4"], "thresholds must satisfy"),
+        (["--realtime", "--camera", "0"], "apply to --video only"),
+        (["--camera", "front"], "--camera 'front'"),
+    ],
+)
+def test_bad_option_values(tmp_path: Path, args: list[str], expected: str) -> None:
+    if "--camera" not in args:
+        args = [*args, "--video", str(clip("carving_ice.mp4"))]
+    assert_one_line_error(run(*args, cwd=tmp_path), expected)
+
+
+def test_bad_probabilities_destination(tmp_path: Path) -> None:
+    result = run("classify", clip("carving_ice.mp4"), "--probabilities", tmp_path / "out.txt", cwd=tmp_path)
+    assert_one_line_error(result, "use a .csv or .json file name")
+    result = run("classify", clip("carving_ice.mp4"), "--probabilities", tmp_path / "no" / "out.csv", cwd=tmp_path)
+    assert_one_line_error(result, "directory .* does not exist")
+
+
+def test_version_and_help(tmp_path: Path) -> None:
+    result = run("--version", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith("movinet-edge ")
+    result = run("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for word in ("--camera", "--url", "--video", "--window-seconds", "classify"):
+        assert word in result.stdout
+
+
+# --- with a model ---------------------------------------------------------------------------
+
+TABLE_LINE = re.compile(r"^.{20}: [01]\.\d{3}$")
+
+
+def test_classify_prints_the_top_5_table(tmp_path: Path, float_model_dir: Path) -> None:
+    result = run("classify", clip("carving_ice.mp4"), "--model", float_model_dir, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5
+    assert all(TABLE_LINE.match(line) for line in lines), lines
+    scores = [float(line[-5:]) for line in lines]
+    assert scores == sorted(scores, reverse=True)
+    assert "Traceback" not in result.stderr
+
+
+def test_classify_json_and_probabilities(tmp_path: Path, float_model_dir: Path) -> None:
+    labels = (float_model_dir / "labels.txt").read_text().splitlines()
+    out_csv, out_json = tmp_path / "p.csv", tmp_path / "p.json"
+    result = run("classify", clip("carving_ice.mp4"), "--model", float_model_dir, "--json", "--top-k", "3",
+                 "--probabilities", out_csv, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert set(record) == {"video", "model", "steps", "top_k"}
+    assert record["video"].endswith("carving_ice.mp4")
+    assert record["steps"] == 22  # 4.4 s at the model's 5 fps
+    assert [set(x) for x in record["top_k"]] == [{"label", "score"}] * 3
+
+    rows = list(csv.reader(out_csv.read_text().splitlines()))
+    assert rows[0] == ["step", "timestamp", *labels]
+    assert len(rows) == 1 + record["steps"]
+    last = np.array([float(x) for x in rows[-1][2:]])
+    assert last.sum() == pytest.approx(1.0, abs=1e-3)
+    best = labels[int(last.argmax())]
+    assert record["top_k"][0]["label"] == best
+
+    result = run("classify", clip("carving_ice.mp4"), "--model", float_model_dir, "--probabilities", out_json,
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    steps = json.loads(out_json.read_text())
+    assert [s["step"] for s in steps] == list(range(1, 23))
+    assert set(steps[0]) == {"step", "timestamp", "probabilities"}
+    assert list(steps[-1]["probabilities"]) == labels
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "p.json"]  # no temporary files left
+
+
+def test_live_file_json_lines(tmp_path: Path, float_model_dir: Path) -> None:
+    result = run("--video", clip("rope_pushdown.mp4"), "--model", float_model_dir, "--json", "--top-k", "2",
+                 "--max-steps", "7", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    predictions = [r for r in records if r["type"] == "prediction"]
+    assert [p["step"] for p in predictions] == list(range(1, 8))
+    # A 5 fps file at the model's 5 fps: every frame is fed.
+    assert [p["frame_index"] for p in predictions] == list(range(7))
+    assert all(len(p["top_k"]) == 2 and p["latency_ms"] > 0 for p in predictions)
+    assert all(r["type"] in ("prediction", "event") for r in records)
+    assert result.stderr.startswith("movinet-edge: ") and "7 steps" in result.stderr
+
+
+def test_live_console_and_annotated_video(tmp_path: Path, float_model_dir: Path) -> None:
+    out = tmp_path / "annotated.mp4"
+    result = run("--video", clip("carving_ice.mp4"), "--model", float_model_dir, "--save", out, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    predictions = [line for line in result.stdout.splitlines() if re.match(r"^\s+\d+\.\d\ds  step", line)]
+    assert len(predictions) == 22
+    cap = cv2.VideoCapture(str(out))
+    count = 0
+    while cap.grab():
+        count += 1
+    assert count == 131
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.mp4"]
+
+
+def test_default_model_locations(tmp_path: Path, float_model_dir: Path) -> None:
+    # Without --model: $MOVINET_EDGE_MODEL, else models/a0_stream_int8, else models/a0_stream_float32.
+    (tmp_path / "models").mkdir()
+    shutil.copytree(float_model_dir, tmp_path / "models" / "a0_stream_float32")
+    result = run("classify", clip("carving_ice.mp4"), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["model"] == "models/a0_stream_float32/model.tflite"
+    result = run("classify", clip("carving_ice.mp4"), "--json", cwd=tmp_path,
+                 env=env_without_model(MOVINET_EDGE_MODEL=str(float_model_dir)))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["model"] == str(float_model_dir / "model.tflite")
+
+
+def test_unknown_label_in_allow(tmp_path: Path, float_model_dir: Path) -> None:
+    result = run("--video", clip("carving_ice.mp4"), "--model", float_model_dir, "--allow", "no such action",
+                 cwd=tmp_path)
+    assert_one_line_error(result, "unknown label 'no such action'")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_signals_end_a_live_run_cleanly(tmp_path: Path, float_model_dir: Path, sig: int, code: int) -> None:
+    # A file played in real time, forever: only a signal ends it.
+    proc = subprocess.Popen(
+        [*command(), "--video", str(clip("rope_pushdown.mp4")), "--realtime", "--loop", "--json",
+         "--model", str(float_model_dir), "--save", str(tmp_path / "out.mp4")],
+        cwd=tmp_path, env=env_without_model(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the run is going
+        assert json.loads(first)["type"] == "prediction"
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code
+    assert "Traceback" not in stderr
+    # Either way the annotated video is complete and in place.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+    cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    assert cap.grab()
+    if sig == signal.SIGTERM:
+        assert stderr.startswith("movinet-edge: ")

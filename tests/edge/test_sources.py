@@ -1,0 +1,393 @@
+"""Frame sources on real parts: the test clips, broken files, a missing camera, and a
+real MJPEG-over-HTTP server on 127.0.0.1 that drops out, to show reconnects."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from movinet_edge.errors import EdgeError
+from movinet_edge.frames import Frame
+from movinet_edge.sources import (
+    PICAMERA_HINT,
+    CameraSource,
+    PiCameraSource,
+    ReconnectPolicy,
+    SourceSpec,
+    StreamSource,
+    VideoFileSource,
+    open_source,
+    quiet_opencv_logs,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIPS = Path(os.environ.get("MOVINET_TEST_DATA", ROOT.parent / "shared" / "data")) / "clips"
+
+quiet_opencv_logs()
+
+
+def clip(name: str) -> Path:
+    path = CLIPS / name
+    if not path.exists():
+        pytest.skip(f"test clip {path} not found (set MOVINET_TEST_DATA)")
+    return path
+
+
+# --- files -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, count, shape, fps",
+    [
+        ("carving_ice.mp4", 131, (172, 172, 3), 29.6),
+        ("rope_pushdown.mp4", 50, (400, 400, 3), 5.0),
+        ("flipping_pancake.mkv", 310, (240, 426, 3), 30.0),
+    ],
+)
+def test_video_file_frames_timestamps_and_indices(name: str, count: int, shape: tuple, fps: float) -> None:
+    with VideoFileSource(clip(name)) as source:
+        assert source.fps == pytest.approx(fps, abs=0.05)
+        frames = list(source)
+    assert len(frames) == count
+    assert [f.index for f in frames] == list(range(count))
+    assert all(isinstance(f, Frame) and f.image.shape == shape and f.image.dtype == np.uint8 for f in frames)
+    ts = np.array([f.timestamp for f in frames])
+    assert ts[0] == 0.0 and np.all(np.diff(ts) > 0)
+    # Presentation times, not counts: the mean interval is the container's.
+    assert np.mean(np.diff(ts)) == pytest.approx(1 / fps, rel=0.05)
+    assert source.stats.frames == count and source.stats.dropped == 0
+
+
+def test_frames_are_rgb_and_independent_arrays() -> None:
+    path = clip("rope_pushdown.mp4")
+    cap = cv2.VideoCapture(str(path))
+    ok, bgr0 = cap.read()
+    cap.release()
+    assert ok
+    with VideoFileSource(path) as source:
+        it = iter(source)
+        first = next(it)
+        second = next(it)
+    np.testing.assert_array_equal(first.image, bgr0[:, :, ::-1])
+    # The decode buffer is reused, the frames handed out are not.
+    assert not np.shares_memory(first.image, second.image)
+    np.testing.assert_array_equal(first.image, bgr0[:, :, ::-1])
+
+
+def test_loop_continues_timestamps_and_indices() -> None:
+    with VideoFileSource(clip("rope_pushdown.mp4"), loop=True) as source:
+        frames = [f for _, f in zip(range(125), source)]
+    ts = [f.timestamp for f in frames]
+    assert all(b > a for a, b in zip(ts, ts[1:]))
+    assert ts[50] == pytest.approx(10.0)  # one 0.2 s interval after the last frame at 9.8 s
+    assert ts[124] == pytest.approx(24.8)
+    assert [f.index for f in frames] == list(range(125))
+    np.testing.assert_array_equal(frames[0].image, frames[50].image)
+
+
+def test_realtime_drops_late_frames_instead_of_queueing_them() -> None:
+    # A consumer that spends 0.1 s per frame on a 30 fps clip keeps up with about
+    # one frame in three; a live source drops the rest rather than falling behind.
+    with VideoFileSource(clip("carving_ice.mp4"), realtime=True) as source:
+        got = []
+        for frame in source:
+            got.append(frame)
+            if frame.timestamp >= 1.5:
+                break
+            time.sleep(0.1)
+    assert source.stats.frames == len(got)
+    assert source.stats.frames + source.stats.dropped == got[-1].index + 1
+    assert source.stats.dropped > len(got)
+    assert all(b.index > a.index for a, b in zip(got, got[1:]))
+
+
+def test_a_missing_file_is_a_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(EdgeError, match=r"video .*nope\.mp4 does not exist"):
+        VideoFileSource(tmp_path / "nope.mp4")
+
+
+def test_a_directory_is_not_a_video(tmp_path: Path) -> None:
+    with pytest.raises(EdgeError, match="is not a file"):
+        VideoFileSource(tmp_path)
+
+
+def test_a_zero_byte_file_has_no_frames(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(EdgeError, match=r"empty\.mp4 has no frames"):
+        VideoFileSource(empty)
+
+
+def test_a_valid_container_without_frames_has_no_frames(tmp_path: Path) -> None:
+    path = tmp_path / "zero.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 64))
+    assert writer.isOpened()
+    writer.release()
+    assert path.stat().st_size > 0
+    with pytest.raises(EdgeError, match=r"zero\.avi has no frames"):
+        VideoFileSource(path)
+
+
+def test_garbage_and_a_truncated_mp4_are_unreadable(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(clip("carving_ice.mp4").read_bytes()[:20000])  # the index (moov) is at the end
+    for path in (garbage, truncated):
+        with pytest.raises(EdgeError, match="cannot read video .*not a video OpenCV can decode"):
+            VideoFileSource(path)
+
+
+def test_a_truncated_mkv_plays_what_it_has(tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.mkv"
+    truncated.write_bytes(clip("flipping_pancake.mkv").read_bytes()[:200_000])
+    with VideoFileSource(truncated) as source:
+        frames = list(source)
+    assert 0 < len(frames) < 310
+
+
+def test_close_releases_and_ends_iteration() -> None:
+    source = VideoFileSource(clip("carving_ice.mp4"))
+    it = iter(source)
+    next(it)
+    source.close()
+    source.close()  # twice is fine
+    assert list(source) == []
+
+
+# --- cameras -----------------------------------------------------------------------
+
+
+def test_a_camera_that_does_not_open() -> None:
+    with pytest.raises(EdgeError) as info:
+        CameraSource(57)
+    assert str(info.value) == (
+        "camera 57 did not open: check /dev/video57 and that the user is in the 'video' group"
+    )
+
+
+def test_pi_camera_without_picamera2() -> None:
+    try:
+        import picamera2  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("picamera2 is installed here")
+    with pytest.raises(EdgeError) as info:
+        PiCameraSource()
+    assert str(info.value) == PICAMERA_HINT
+    assert "sudo apt install python3-picamera2" in PICAMERA_HINT
+
+
+# --- open_source ---------------------------------------------------------------------
+
+
+def test_open_source_picks_the_one_source() -> None:
+    with open_source(SourceSpec(video=clip("rope_pushdown.mp4"))) as source:
+        assert isinstance(source, VideoFileSource) and not source.live
+    with pytest.raises(EdgeError, match="camera 57 did not open"):
+        open_source(SourceSpec(camera="57"))
+    with pytest.raises(EdgeError, match="camera /dev/video57 did not open"):
+        open_source(SourceSpec(camera="/dev/video57"))
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (SourceSpec(), "give exactly one source"),
+        (SourceSpec(camera="0", video=Path("x.mp4")), r"\(got --camera and --video\)"),
+        (SourceSpec(camera="0", url="rtsp://x", video=Path("x")), "--camera and --url and --video"),
+        (SourceSpec(camera="front"), "--camera 'front'"),
+        (SourceSpec(url="localhost:8554"), "is not a URL"),
+        (SourceSpec(camera="0", realtime=True), "--realtime and --loop apply to --video only"),
+    ],
+)
+def test_open_source_errors(spec: SourceSpec, message: str) -> None:
+    with pytest.raises(EdgeError, match=message):
+        open_source(spec)
+
+
+# --- a real MJPEG stream over HTTP ------------------------------------------------------
+
+
+def clip_jpegs(name: str, count: int) -> list[bytes]:
+    cap = cv2.VideoCapture(str(clip(name)))
+    jpegs = []
+    while len(jpegs) < count:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        jpegs.append(cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
+    cap.release()
+    return jpegs
+
+
+class MjpegServer:
+    """An HTTP camera on 127.0.0.1 that follows a script, one entry per connection:
+    ``("frames", n)`` sends n JPEGs as multipart/x-mixed-replace then hangs up,
+    ``("stall", n)`` sends n and then keeps the connection open without sending,
+    ``("error", code)`` answers with that HTTP status. After the script: 503."""
+
+    def __init__(self, jpegs: list[bytes], script: list[tuple[str, int]], frame_interval: float = 0.02) -> None:
+        self.jpegs = jpegs
+        self.script = list(script)
+        self.frame_interval = frame_interval
+        self.connections: list[str] = []
+        self.release = threading.Event()  # ends a stalled connection
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                what, n = server.script.pop(0) if server.script else ("error", 503)
+                server.connections.append(f"{what}:{n}")
+                if what == "error":
+                    self.send_error(n)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                try:
+                    for i in range(n):
+                        jpeg = server.jpegs[i % len(server.jpegs)]
+                        self.wfile.write(
+                            b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                            + jpeg
+                            + b"\r\n"
+                        )
+                        self.wfile.flush()
+                        time.sleep(server.frame_interval)
+                    if what == "stall":
+                        server.release.wait(30)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                self.close_connection = True
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/stream.mjpg"
+
+    def __enter__(self) -> MjpegServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def jpegs() -> list[bytes]:
+    return clip_jpegs("rope_pushdown.mp4", 10)
+
+
+def collect(source: StreamSource) -> tuple[list[Frame], EdgeError | None]:
+    frames: list[Frame] = []
+    try:
+        for frame in source:
+            frames.append(frame)
+    except EdgeError as exc:
+        return frames, exc
+    return frames, None
+
+
+def test_stream_reconnects_with_exponential_backoff(jpegs: list[bytes]) -> None:
+    script = [("frames", 8), ("error", 503), ("error", 503), ("frames", 8)]
+    calls: list[tuple[int, float, str]] = []
+    policy = ReconnectPolicy(initial_delay=0.05, max_delay=0.15, max_attempts=3)
+    with MjpegServer(jpegs, script) as server:
+        with StreamSource(server.url, reconnect=policy, on_reconnect=lambda *a: calls.append(a),
+                          read_timeout=5.0) as source:
+            frames, error = collect(source)
+            stats = source.stats
+    # The stream dropped, two reconnects failed (503), the third got frames again;
+    # when it dropped again, three more attempts failed and the source gave up.
+    assert server.connections == ["frames:8", "error:503", "error:503", "frames:8", "error:503", "error:503",
+                                  "error:503"]
+    assert [(a, d) for a, d, _ in calls] == [(1, 0.05), (2, 0.1), (3, 0.15), (1, 0.05), (2, 0.1), (3, 0.15)]
+    assert calls[0][2] == "the stream ended" and calls[1][2] == "could not reconnect"
+    assert error is not None and "gave up after 3 reconnect attempts" in str(error)
+    assert stats.reconnects == 6
+    # Frames from both connections, decoded for real: the first is the clip's first frame.
+    assert 2 <= len(frames) <= 16 and stats.frames == len(frames)
+    assert stats.frames + stats.dropped == 16
+    indices = [f.index for f in frames]
+    assert indices == sorted(set(indices)) and indices[-1] >= 8  # indices keep counting across connections
+    ts = [f.timestamp for f in frames]
+    assert all(b > a for a, b in zip(ts, ts[1:]))
+    expected = cv2.imdecode(np.frombuffer(jpegs[0], np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+    assert frames[0].image.shape == (400, 400, 3)
+    assert np.abs(frames[0].image.astype(int) - expected.astype(int)).mean() < 2.0
+
+
+def test_a_stalled_stream_times_out_and_reconnects(jpegs: list[bytes]) -> None:
+    # The server keeps the connection open and sends nothing: the read timeout
+    # (not a hang) ends it, and the source reconnects.
+    script = [("stall", 3), ("frames", 3)]
+    calls: list[tuple[int, float, str]] = []
+    policy = ReconnectPolicy(initial_delay=0.01, max_attempts=1)
+    with MjpegServer(jpegs, script) as server:
+        source = StreamSource(server.url, reconnect=policy, on_reconnect=lambda *a: calls.append(a),
+                              read_timeout=0.5)
+        with source:
+            frames, error = collect(source)
+    assert server.connections[:2] == ["stall:3", "frames:3"]
+    assert len(calls) == 2 and calls[0][:2] == (1, 0.01)
+    assert error is not None and "gave up after 1 reconnect attempts" in str(error)
+    assert 2 <= len(frames) <= 6
+
+
+def test_stop_from_another_thread_ends_a_waiting_stream(jpegs: list[bytes]) -> None:
+    with MjpegServer(jpegs, [("stall", 2)]) as server:
+        with StreamSource(server.url, reconnect=ReconnectPolicy(max_attempts=0), read_timeout=30.0) as source:
+            it = iter(source)
+            assert next(it).image.shape == (400, 400, 3)
+            stopper = threading.Timer(0.2, source.stop)
+            stopper.start()
+            # Without stop() this would wait 30 s for the read timeout and then fail
+            # with "gave up after 0 reconnect attempts".
+            rest, error = collect(source)
+            stopper.join()
+    assert error is None
+    assert len(rest) <= 1
+
+
+def test_a_stream_that_does_not_open(jpegs: list[bytes]) -> None:
+    with MjpegServer(jpegs, [("error", 404)]) as server:
+        url = server.url.replace("http://", "http://viewer:s3cret@")
+        with pytest.raises(EdgeError) as info:
+            StreamSource(url, open_timeout=2.0)
+    message = str(info.value)
+    assert message.startswith("cannot open stream http://viewer:***@127.0.0.1:")
+    assert "s3cret" not in message
+
+
+def test_open_source_for_a_url_reports_reconnects(jpegs: list[bytes]) -> None:
+    calls: list[tuple[int, float, str]] = []
+    spec = SourceSpec(
+        url="",
+        reconnect=ReconnectPolicy(initial_delay=0.01, max_attempts=1),
+        on_reconnect=lambda *a: calls.append(a),
+    )
+    with MjpegServer(jpegs, [("frames", 2)]) as server:
+        spec.url = server.url
+        with open_source(spec) as source:
+            assert isinstance(source, StreamSource) and source.live
+            frames, error = collect(source)
+    assert frames and error is not None
+    assert [c[0] for c in calls] == [1]
