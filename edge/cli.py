@@ -14,11 +14,13 @@ Other subcommands live in their own modules and register here, e.g.::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -62,13 +64,40 @@ def resolve_model(model: Path | None) -> Path:
     raise EdgeError(NO_MODEL)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Hide what native code prints on fd 2 meanwhile.
+
+    The TFLite runtime writes "INFO: Created TensorFlow Lite XNNPACK delegate
+    for CPU." from C++ when a model loads: noise for a user, and it would break
+    the rule that a failing command says one line. Python exceptions are not
+    affected (they are reported after the block).
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def open_classifier(model: Path | None, labels: Path | None, threads: int | None) -> Any:
     # Imported here so that `--help` and argument errors do not load a TFLite runtime.
     from .model import StreamingClassifier
 
     if threads is not None and threads < 1:
         raise EdgeError(f"--threads must be at least 1, got {threads}")
-    return StreamingClassifier.open(resolve_model(model), labels=labels, num_threads=threads)
+    path = resolve_model(model)
+    with _native_stderr_silenced():
+        return StreamingClassifier.open(path, labels=labels, num_threads=threads)
 
 
 def _err(message: str) -> None:
@@ -83,8 +112,12 @@ def _version(value: bool) -> None:
 
 ModelOpt = Annotated[
     Path | None,
-    typer.Option("--model", help=f"Model folder or .tflite file (default: ${MODEL_ENV}, then models/a0_stream_int8, "
-                 "then models/a0_stream_float32)", show_default=False),
+    typer.Option(
+        "--model",
+        help=f"Model folder or .tflite file (default: ${MODEL_ENV}, then models/a0_stream_int8, "
+        "then models/a0_stream_float32)",
+        show_default=False,
+    ),
 ]
 LabelsOpt = Annotated[Path | None, typer.Option("--labels", help="Labels file (one a line) instead of the model's.")]
 TopKOpt = Annotated[int, typer.Option("--top-k", min=1, help="How many classes to report.")]
@@ -109,23 +142,29 @@ def live(
     json_output: JsonOpt = False,
     smoothing: Annotated[Smoothing, typer.Option("--smoothing", help="Smoothing over steps.")] = Smoothing.ema,
     alpha: Annotated[float, typer.Option("--alpha", help="EMA weight of the newest step (0-1].")] = 0.5,
-    start_threshold: Annotated[
-        float, typer.Option("--start-threshold", help="Score at which an action starts.")
-    ] = 0.5,
+    start_threshold: Annotated[float, typer.Option("--start-threshold", help="Score at which an action starts.")] = 0.5,
     end_threshold: Annotated[float, typer.Option("--end-threshold", help="Score below which it ends.")] = 0.3,
     allow: Annotated[
         list[str] | None, typer.Option("--allow", help="Only report events for this label (repeatable).")
     ] = None,
-    deny: Annotated[list[str] | None, typer.Option("--deny", help="Never report events for this label (repeatable).")] = None,
+    deny: Annotated[
+        list[str] | None, typer.Option("--deny", help="Never report events for this label (repeatable).")
+    ] = None,
     window_seconds: Annotated[
         float | None,
-        typer.Option("--window-seconds", help="Long-stream window: how many seconds of history count (default: on "
-                     "for cameras and streams, off for files).", show_default=False),
+        typer.Option(
+            "--window-seconds",
+            help="Long-stream window: how many seconds of history count (default: on "
+            "for cameras and streams, off for files).",
+            show_default=False,
+        ),
     ] = None,
     no_window: Annotated[bool, typer.Option("--no-window", help="Keep all history (no long-stream window).")] = False,
     save: Annotated[Path | None, typer.Option("--save", help="Write the annotated video here (.mp4).")] = None,
     display: Annotated[bool, typer.Option("--display", help="Show the annotated video in a window.")] = False,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Stop after this many model steps.")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", min=1, help="Stop after this many model steps.")
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
@@ -148,7 +187,10 @@ def live(
         top_k=top_k,
         smoothing=SmoothingOptions(method=smoothing.value, alpha=alpha),
         events=EventOptions(
-            start_threshold=start_threshold, end_threshold=end_threshold, allow=tuple(allow or ()), deny=tuple(deny or ())
+            start_threshold=start_threshold,
+            end_threshold=end_threshold,
+            allow=tuple(allow or ()),
+            deny=tuple(deny or ()),
         ),
         max_steps=max_steps,
     )
@@ -241,6 +283,11 @@ def classify_cmd(
     else:
         for label, score in result.top_k:
             print(f"{label:20s}: {score:.3f}")
+
+
+from .service.commands import register as _register_service  # noqa: E402 - serve, install-service
+
+_register_service(app)
 
 
 def main() -> None:

@@ -301,7 +301,10 @@ class StreamingClassifier:
 
     def step_logits(self, frame_rgb: np.ndarray) -> np.ndarray:
         """Feed one RGB frame; returns float32 logits. States advance."""
-        square = self.prepare(frame_rgb)
+        return self.step_square(self.prepare(frame_rgb))
+
+    def step_square(self, square: np.ndarray) -> np.ndarray:
+        """Feed one frame already at the model resolution (see :meth:`prepare`); float32 logits."""
         self._encoder.encode_into(square, self._image_view())
         self.interpreter.invoke()
         logits = dequantize(self._logits_view().reshape(-1), self._logits_quantization).copy()

@@ -249,7 +249,9 @@ class EventDetector:
             moved = o.update_delta > 0 and abs(score - a.last_score) >= o.update_delta
             if due or moved:
                 a.last_score, a.last_report = score, timestamp
-                events.append(Event(kind="update", label=self.labels[i], score=score, start=a.start, timestamp=timestamp))
+                events.append(
+                    Event(kind="update", label=self.labels[i], score=score, start=a.start, timestamp=timestamp)
+                )
 
         # Candidates: vectorised over all classes.
         above = (p >= o.start_threshold) & self._eligible

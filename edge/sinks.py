@@ -36,19 +36,30 @@ class ConsoleSink(BaseSink):
     """One human-readable line per prediction, and one per event.
 
     ``  12.40s  step   62  carving ice 0.873 | ice skating 0.051 | ...  (14.2 ms)``
+
+    Times are seconds since the first frame: a file's own times, and for a
+    live source (whose timestamps are a monotonic clock) time since start.
     """
 
     def __init__(self, stream: TextIO | None = None, events: bool = True) -> None:
         self.stream = stream
         self.events = events
+        self.origin: float | None = None
 
     def _out(self) -> TextIO:
         return self.stream if self.stream is not None else sys.stdout
 
+    def on_frame(self, frame: Frame) -> None:
+        if self.origin is None:
+            self.origin = frame.timestamp
+
     def on_prediction(self, prediction: Prediction, frame: Frame) -> None:
+        if self.origin is None:
+            self.origin = prediction.timestamp
         labels = " | ".join(f"{label} {score:.3f}" for label, score in prediction.top_k)
+        t = prediction.timestamp - self.origin
         print(
-            f"{prediction.timestamp:8.2f}s  step {prediction.step:5d}  {labels}  ({prediction.latency_ms:.1f} ms)",
+            f"{t:8.2f}s  step {prediction.step:5d}  {labels}  ({prediction.latency_ms:.1f} ms)",
             file=self._out(),
             flush=True,
         )
@@ -56,21 +67,22 @@ class ConsoleSink(BaseSink):
     def on_event(self, event: Event) -> None:
         if not self.events:
             return
-        print(format_event(event), file=self._out(), flush=True)
+        print(format_event(event, self.origin or 0.0), file=self._out(), flush=True)
 
 
-def format_event(event: Event) -> str:
-    """An event as one line for people."""
+def format_event(event: Event, origin: float = 0.0) -> str:
+    """An event as one line for people; times relative to ``origin``."""
     if event.kind == "new":
-        return f"* {event.label} started at {event.start:.2f}s (score {event.score:.3f})"
+        return f"* {event.label} started at {event.start - origin:.2f}s (score {event.score:.3f})"
     if event.kind == "update":
-        return f"* {event.label} continues at {event.timestamp:.2f}s (score {event.score:.3f})"
+        return f"* {event.label} continues at {event.timestamp - origin:.2f}s (score {event.score:.3f})"
     if event.kind == "end":
         end = event.end if event.end is not None else event.timestamp
         return (
-            f"* {event.label} ended at {end:.2f}s after {end - event.start:.2f}s (peak score {event.score:.3f})"
+            f"* {event.label} ended at {end - origin:.2f}s after {end - event.start:.2f}s "
+            f"(peak score {event.score:.3f})"
         )
-    return f"* {event.kind} {event.label} at {event.timestamp:.2f}s (score {event.score:.3f})"
+    return f"* {event.kind} {event.label} at {event.timestamp - origin:.2f}s (score {event.score:.3f})"
 
 
 def prediction_record(prediction: Prediction) -> dict[str, Any]:
@@ -182,7 +194,9 @@ class AnnotatedVideoSink(BaseSink):
             raise EdgeError(f"cannot write {self.path}: it is a directory")
 
     def _open(self, width: int, height: int) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4", dir=self.path.parent
+        )
         os.close(fd)
         self._tmp = Path(tmp)
         writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))

@@ -141,7 +141,9 @@ class FrameSource(ABC):
     def __enter__(self) -> FrameSource:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -199,9 +201,7 @@ class VideoFileSource(FrameSource):
         cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
         if not cap.isOpened():
             cap.release()
-            raise EdgeError(
-                f"cannot read video {self.path}: not a video OpenCV can decode, or an incomplete file"
-            )
+            raise EdgeError(f"cannot read video {self.path}: not a video OpenCV can decode, or an incomplete file")
         # Fail now, not in the middle of a pipeline, on a file with a header and nothing else.
         if not cap.grab():
             cap.release()
@@ -224,6 +224,7 @@ class VideoFileSource(FrameSource):
         ts_start = 0.0
         while True:
             pass_index = 0
+            pass_yielded = 0
             pass_first: float | None = None
             while grabbed:
                 pos = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
@@ -255,6 +256,7 @@ class VideoFileSource(FrameSource):
                 if ok and bgr is not None:
                     self._bgr = bgr
                     self.stats.frames += 1
+                    pass_yielded += 1
                     yield Frame(_to_rgb(bgr), ts, index)
                 else:
                     self.stats.failed_reads += 1
@@ -264,6 +266,8 @@ class VideoFileSource(FrameSource):
                 if self._stopping.is_set():
                     return
                 grabbed = cap.grab()
+            if pass_yielded == 0 and self.stats.dropped == 0:
+                raise EdgeError(f"video {self.path} has no frames that could be decoded")
             if not self.loop or self._stopping.is_set():
                 return
             # Next pass: reopen (seeking to 0 is not exact in every container) and
@@ -427,9 +431,7 @@ class CameraSource(FrameSource):
         self._cap = cv2.VideoCapture(device, backend)
         if not self._cap.isOpened():
             self._cap.release()
-            raise EdgeError(
-                f"camera {device} did not open: check {dev_path} and that the user is in the 'video' group"
-            )
+            raise EdgeError(f"camera {device} did not open: check {dev_path} and that the user is in the 'video' group")
         if width:
             self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
         if height:
@@ -555,8 +557,8 @@ class StreamSource(FrameSource):
 
     Network cameras drop out: when the stream ends or delivers nothing for
     ``stall_timeout`` seconds, the source reconnects with exponential backoff
-    (:class:`ReconnectPolicy`), reporting each attempt to ``on_reconnect`` and
-    the log, and counting it in ``stats.reconnects``. Timestamps are
+    (:class:`ReconnectPolicy`), reporting each attempt to ``on_reconnect`` (or,
+    without one, as a logging warning), and counting it in ``stats.reconnects``. Timestamps are
     ``time.monotonic()`` at arrival, so they keep increasing across reconnects.
     """
 
@@ -583,9 +585,7 @@ class StreamSource(FrameSource):
         self.stall_timeout = stall_timeout if stall_timeout is not None else read_timeout + 2.0
         self._cap: cv2.VideoCapture | None = self._open()
         if self._cap is None:
-            raise EdgeError(
-                f"cannot open {self.name}: check the URL, the network, and that the camera is streaming"
-            )
+            raise EdgeError(f"cannot open {self.name}: check the URL, the network, and that the camera is streaming")
         reported = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(reported) if 0.0 < reported < 1000.0 else None
         self._reader: _LatestFrameReader | None = None
@@ -632,9 +632,10 @@ class StreamSource(FrameSource):
                 raise EdgeError(f"{self.name} lost ({reason}); gave up after {limit} reconnect attempts")
             delay = self.policy.delay(self._attempt)
             self.stats.reconnects += 1
-            log.warning("%s: %s; reconnecting in %.1f s (attempt %d)", self.name, reason, delay, self._attempt)
             if self.on_reconnect is not None:
                 self.on_reconnect(self._attempt, delay, reason)
+            else:
+                log.warning("%s: %s; reconnecting in %.1f s (attempt %d)", self.name, reason, delay, self._attempt)
             if self._stopping.wait(delay):
                 return False
             self._cap = self._open()
@@ -715,7 +716,9 @@ def open_source(spec: SourceSpec) -> FrameSource:
         return VideoFileSource(spec.video, realtime=spec.realtime, loop=spec.loop)
     if spec.url is not None:
         if "://" not in spec.url:
-            raise EdgeError(f"--url {spec.url!r} is not a URL; use e.g. rtsp://host:554/stream or http://host/video.mjpg")
+            raise EdgeError(
+                f"--url {spec.url!r} is not a URL; use e.g. rtsp://host:554/stream or http://host/video.mjpg"
+            )
         return StreamSource(spec.url, reconnect=spec.reconnect, on_reconnect=spec.on_reconnect)
     camera = (spec.camera or "").strip()
     if camera.lower() in _PICAM_NAMES:

@@ -58,6 +58,9 @@ def export(
     input_dtype: Annotated[
         str, typer.Option(help="int8: image input type, float32, uint8 or int8 (camera bytes directly).")
     ] = "float32",
+    int8_recipe: Annotated[
+        str, typer.Option(help="int8: selective (ours: float pools/activations, fast on XNNPACK) or naive (all int8).")
+    ] = "selective",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> None:
     if ctx.invoked_subcommand is not None:
@@ -86,6 +89,7 @@ def export(
         calibration_videos=list(calibration_videos or []),
         calibration_frames=calibration_frames,
         input_dtype=input_dtype,
+        int8_recipe=int8_recipe,
         progress=not quiet,
     )
     from .exporter import default_output

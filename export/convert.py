@@ -39,10 +39,11 @@ class Recipe:
 
     precision: str = "float32"
     input_dtype: str = "float32"  # int8 only: float32 | uint8 | int8
-    representative_dataset: RepresentativeDataset | None = None
-    # Ops kept in float in an int8 model (converter debugger deny-list).
-    float_op_types: tuple[str, ...] = ()
-    float_node_names: tuple[str, ...] = ()
+    int8_recipe: str = "selective"  # int8 only: selective | naive (see quantize.py)
+    calibrated: bytes | None = None  # int8 only: the calibrated float model (calibration.py)
+    # Ops kept in float in an int8 model (empty: the recipe's default).
+    float_ops: tuple[str, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -99,34 +100,46 @@ def inspect_savedmodel(path: Path) -> tuple[str, dict[str, tf.TensorSpec], dict[
 def convert(savedmodel: Path, signature_key: str, recipe: Recipe) -> Conversion:
     """Run the TFLite converter for one recipe."""
     start = time.monotonic()
+    if recipe.precision == "int8":
+        return _convert_int8(recipe, start)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel), signature_keys=[signature_key])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    details: dict[str, Any] = {}
     if recipe.precision == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
     elif recipe.precision == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif recipe.precision == "int8":
-        from .quantize import configure_int8  # only int8 needs calibration machinery
-
-        details = configure_int8(converter, recipe)
     try:
         tflite = converter.convert()
     except Exception as exc:  # noqa: BLE001 - the converter raises many types; one line for the user
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"TFLite conversion ({recipe.precision}) failed: {first}") from None
-    if recipe.precision == "int8":
-        from .quantize import finish_int8
-
-        tflite, more = finish_int8(tflite, recipe)
-        details.update(more)
     return Conversion(
         tflite=tflite,
         precision=recipe.precision,
         seconds=round(time.monotonic() - start, 2),
         op_counts=op_counts(tflite),
-        details=details,
+        details=dict(recipe.details),
+    )
+
+
+def _convert_int8(recipe: Recipe, start: float) -> Conversion:
+    from .quantize import quantize, set_image_input_dtype
+
+    if recipe.calibrated is None:
+        raise ExportError("internal: int8 conversion needs a calibrated model")
+    tflite, decided = quantize(recipe.calibrated, recipe.int8_recipe, recipe.float_ops)
+    if recipe.input_dtype != "float32":
+        if recipe.int8_recipe == "naive":
+            raise ExportError("--input-dtype applies to the selective int8 recipe (naive is int8 throughout)")
+        tflite, image = set_image_input_dtype(tflite, recipe.input_dtype)
+        decided.update(image)
+    return Conversion(
+        tflite=tflite,
+        precision="int8",
+        seconds=round(time.monotonic() - start, 2),
+        op_counts=op_counts(tflite),
+        details={**recipe.details, "quantization": decided},
     )
 
 

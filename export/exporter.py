@@ -59,6 +59,7 @@ class ExportOptions:
     calibration_videos: list[str] = field(default_factory=list)
     calibration_frames: int = 0  # 0: the recipe's default
     input_dtype: str = "float32"
+    int8_recipe: str = "selective"
     progress: bool = True
 
 
@@ -100,6 +101,8 @@ class Exporter:
         self.source: dict[str, Any] = {}
         self.labels: list[str] = []
         self._prepared = False
+        self._calibrated: bytes | None = None
+        self.calibration_summary: dict[str, Any] = {}
 
     def close(self) -> None:
         self._workdir.cleanup()
@@ -246,11 +249,12 @@ class Exporter:
         target = Path(output) if output else default_output(self.entry.model_id, precision)
         check_target(target, force)
         self.prepare()
-        recipe = Recipe(precision=precision, input_dtype=self.options.input_dtype if precision == "int8" else "float32")
+        recipe = Recipe(precision=precision)
         if precision == "int8":
-            from .calibration import representative_dataset_for
-
-            recipe = representative_dataset_for(self, recipe)
+            recipe.input_dtype = self.options.input_dtype
+            recipe.int8_recipe = self.options.int8_recipe
+            recipe.calibrated = self.calibrated_model()
+            recipe.details["calibration"] = self.calibration_summary
         self.log(f"converting to TFLite ({precision})")
         conversion = convert(self.savedmodel, self.signature_key, recipe)
         self.log(f"converted in {conversion.seconds:.1f}s: {len(conversion.tflite) / 1e6:.2f} MB, "
@@ -276,8 +280,12 @@ class Exporter:
     def _manifest(self, model_path: Path, precision: str, conversion: Any) -> Manifest:
         from movinet_edge.model import StreamingClassifier
 
-        clf = StreamingClassifier(model_path)
+        from movinet_edge.delegation import delegate_coverage
+
+        clf = StreamingClassifier(model_path, num_threads=1)
         ins, outs = clf.input_details, clf.output_details
+        coverage = delegate_coverage(clf.interpreter)
+        self.log(coverage.summary())
 
         def tensor_info(name: str, detail: dict[str, Any]) -> TensorInfo:
             q = _quant(detail)
@@ -313,10 +321,36 @@ class Exporter:
                 "bytes": len(conversion.tflite),
                 "op_counts": conversion.op_counts,
                 "architecture": self.arch,
+                "delegate": coverage.to_dict(),
                 **{k: v for k, v in conversion.details.items() if k != "quantization"},
             },
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         )
+
+    def calibrated_model(self) -> bytes:
+        """Calibrate once per exporter (every int8 recipe reuses it)."""
+        if self._calibrated is None:
+            from .calibration import calibration_streams, stream_dataset
+            from .quantize import calibrate, calibration_range_anchor
+
+            self.prepare()
+            streams = calibration_streams(self, self.options.calibration_videos, self.options.calibration_frames)
+            self.calibration_summary = {
+                "videos": [str(v) for v in self.options.calibration_videos] or "synthetic",
+                "streams": len(streams),
+                "frames": int(sum(len(s) for s in streams)),
+                "frames_per_stream": [int(len(s)) for s in streams],
+            }
+            self.log(f"calibrating on {len(streams)} streams, {self.calibration_summary['frames']} frames, states carried")
+            anchor = calibration_range_anchor(self.resolution)
+
+            def dataset():
+                yield {**{k: v.numpy() for k, v in self.initial_states.items()},
+                       "image": anchor[None, None].astype(np.float32) / 255.0}
+                yield from stream_dataset(self, streams, self.options.progress)
+
+            self._calibrated = calibrate(self.savedmodel, self.signature_key, dataset)
+        return self._calibrated
 
     # ---- parity --------------------------------------------------------------
     def parity_frames(self) -> tuple[str, np.ndarray]:

@@ -26,8 +26,14 @@ def check_target(target: Path, force: bool) -> None:
     probe = parent
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ExportError(f"cannot write to {parent}: permission denied; choose another --output")
+    if not probe.is_dir():
+        raise ExportError(f"cannot write to {parent}: {probe} is not a directory; choose another --output")
+    # Try it: os.access says yes to root everywhere, and /proc, read-only
+    # mounts or ACLs refuse anyway - found out only after minutes of work.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".movinet-write-probe-", dir=probe))
+    except OSError as exc:
+        raise ExportError(f"cannot write to {parent}: {exc.strerror or exc}; choose another --output") from None
 
 
 class StagedOutput:
@@ -40,8 +46,13 @@ class StagedOutput:
 
     def __enter__(self) -> Path:
         check_target(self.target, self.force)
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.staging-", dir=self.target.parent))
+        try:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            self.staging = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.staging-", dir=self.target.parent))
+        except OSError as exc:
+            raise ExportError(
+                f"cannot write to {self.target.parent}: {exc.strerror or exc}; choose another --output"
+            ) from None
         return self.staging
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

@@ -30,11 +30,15 @@ EMULATE = HERE / "emulate.py"
 REPO = HERE.parents[1]
 EXIT_CANNOT_EMULATE = 3  # emulate.py: this machine cannot run the check
 MAX_STEPS = 3
-TOP_K = 5
-# Same LiteRT version on both sides, but XNNPACK picks different float kernels
-# (NEON vs AVX, FMA order), so scores agree closely, not bit for bit.
-SCORE_REL_TOL = 1e-3
-SCORE_ABS_TOL = 2e-3
+TOP_K = 5  # compared
+REPORTED_K = 10  # asked for, so that a label at rank 5 on one side can be found at rank 6+ on the other
+# Given the same frames, x86 and emulated arm64 LiteRT give bit-identical logits
+# (measured). The frames are not the same: OpenCV's bundled FFmpeg converts
+# YUV to BGR with per-architecture SIMD code, off by up to 2/255 per pixel, which
+# moved A0 logits by up to 0.01 and top-5 scores by up to ~0.6% relative. 3%
+# leaves room for sharper (trained) models; a broken port is off by far more.
+SCORE_REL_TOL = 0.03
+SCORE_ABS_TOL = 1e-6  # the CLI rounds scores to 6 decimals
 # Guards against a hung emulator, not speed checks: one emulated run takes ~1 min.
 RUN_TIMEOUT_S = 600
 
@@ -59,9 +63,13 @@ def _emulate(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def emulated_pi() -> None:
-    """A prepared guest: cached rootfs plus the edge wheel and its aarch64 deps."""
+    """A prepared guest: cached rootfs plus the edge wheel and its aarch64 deps.
+
+    Session-scoped and requested before ``float_model_dir`` so that a machine that
+    cannot emulate skips before the (minutes long) model export.
+    """
     probe = _emulate("probe", timeout=120)
     if probe.returncode == EXIT_CANNOT_EMULATE:
         _skip_or_fail(probe.stderr.strip())
@@ -100,7 +108,7 @@ def test_base_install_on_arm64_has_no_tensorflow(emulated_pi: None) -> None:
 
 def test_edge_cli_on_arm64_matches_x86(emulated_pi: None, float_model_dir: Path) -> None:
     cli_args = ["--video", str(_clip()), "--model", str(float_model_dir),
-                "--json", "--max-steps", str(MAX_STEPS)]
+                "--json", "--max-steps", str(MAX_STEPS), "--top-k", str(REPORTED_K)]
 
     native = subprocess.run([sys.executable, "-m", "movinet_edge.cli", *cli_args],
                             capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
@@ -123,8 +131,8 @@ def last_top_k(stdout: str) -> list[tuple[str, float]]:
             predictions.append(record)
     assert predictions, f"no prediction lines in the CLI output:\n{stdout[-2000:]}"
     top_k = [(entry["label"], float(entry["score"])) for entry in predictions[-1]["top_k"]]
-    assert len(top_k) >= TOP_K, f"expected at least {TOP_K} entries in top_k, got {top_k}"
-    return top_k[:TOP_K]
+    assert len(top_k) == REPORTED_K, f"expected {REPORTED_K} entries in top_k, got {top_k}"
+    return top_k
 
 
 def _close(a: float, b: float) -> bool:
@@ -132,19 +140,17 @@ def _close(a: float, b: float) -> bool:
 
 
 def assert_same_top_k(native: list[tuple[str, float]], emulated: list[tuple[str, float]]) -> None:
-    """Same top-k up to near-ties.
+    """Same top-5 up to near-ties, judged against each side's top-10.
 
-    Scores must agree rank by rank and label by label. Labels may swap places or
-    one may fall out of the top-k only where their scores are a near-tie, which is
-    where float kernels of two architectures may legitimately disagree.
+    Scores must agree rank by rank over the top 5. A label in one side's top 5
+    must be in the other's top 10 with a close score: it may swap places, or
+    drop to rank 6-10, only where the scores around it are a near-tie.
     """
     report = f"\n  x86:   {native}\n  arm64: {emulated}"
-    for rank, ((_, x86_score), (_, arm_score)) in enumerate(zip(native, emulated), start=1):
-        assert _close(x86_score, arm_score), f"rank {rank} scores differ{report}"
-    x86_scores, arm_scores = dict(native), dict(emulated)
-    for label in x86_scores.keys() & arm_scores.keys():
-        assert _close(x86_scores[label], arm_scores[label]), f"{label!r} scores differ{report}"
-    for label in x86_scores.keys() - arm_scores.keys():
-        assert _close(x86_scores[label], native[-1][1]), f"{label!r} missing on arm64{report}"
-    for label in arm_scores.keys() - x86_scores.keys():
-        assert _close(arm_scores[label], emulated[-1][1]), f"{label!r} only on arm64{report}"
+    for rank in range(TOP_K):
+        assert _close(native[rank][1], emulated[rank][1]), f"rank {rank + 1} scores differ{report}"
+    for side, ours, theirs in (("x86", native, emulated), ("arm64", emulated, native)):
+        their_scores = dict(theirs)
+        for label, score in ours[:TOP_K]:
+            assert label in their_scores, f"{label!r} is in the {side} top {TOP_K} but not in the other's top {REPORTED_K}{report}"
+            assert _close(score, their_scores[label]), f"{label!r} scores differ{report}"

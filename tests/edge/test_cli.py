@@ -18,8 +18,6 @@ import cv2
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-CLIPS = Path(os.environ.get("MOVINET_TEST_DATA", ROOT.parent / "shared" / "data")) / "clips"
 NO_MODEL = "error: no model found; make one with: movinet-export --model a0 --quantize   (or pass --model DIR)"
 
 
@@ -28,20 +26,15 @@ def command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "movinet_edge.cli"]
 
 
-def clip(name: str) -> Path:
-    path = CLIPS / name
-    if not path.exists():
-        pytest.skip(f"test clip {path} not found (set MOVINET_TEST_DATA)")
-    return path
-
-
 def env_without_model(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "MOVINET_EDGE_MODEL"}
     env.update(extra)
     return env
 
 
-def run(*args: object, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run(
+    *args: object, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [*command(), *map(str, args)],
         cwd=cwd,
@@ -69,8 +62,8 @@ def test_no_source(tmp_path: Path) -> None:
     assert_one_line_error(run(cwd=tmp_path), "give exactly one source: --camera 0|picam, --url URL or --video FILE$")
 
 
-def test_two_sources_at_once(tmp_path: Path) -> None:
-    result = run("--camera", "0", "--video", clip("carving_ice.mp4"), cwd=tmp_path)
+def test_two_sources_at_once(tmp_path: Path, clips: Path) -> None:
+    result = run("--camera", "0", "--video", clips / "carving_ice.mp4", cwd=tmp_path)
     assert_one_line_error(result, r"give exactly one source.*\(got --camera and --video\)")
     assert result.returncode == 2
 
@@ -118,27 +111,31 @@ def test_stream_that_does_not_open(tmp_path: Path) -> None:
     assert_one_line_error(result, "cannot open stream http://127.0.0.1:9/none.mjpg")
 
 
-def test_no_model_anywhere(tmp_path: Path) -> None:
-    result = run("--video", clip("carving_ice.mp4"), cwd=tmp_path)
+def test_no_model_anywhere(tmp_path: Path, clips: Path) -> None:
+    result = run("--video", clips / "carving_ice.mp4", cwd=tmp_path)
     assert_one_line_error(result, "^" + re.escape(NO_MODEL) + "$")
-    result = run("classify", clip("carving_ice.mp4"), cwd=tmp_path)
+    result = run("classify", clips / "carving_ice.mp4", cwd=tmp_path)
     assert_one_line_error(result, "^" + re.escape(NO_MODEL) + "$")
 
 
-def test_missing_model_dir(tmp_path: Path) -> None:
-    result = run("--video", clip("carving_ice.mp4"), "--model", tmp_path / "no_such_model", cwd=tmp_path)
+def test_missing_model_dir(tmp_path: Path, clips: Path) -> None:
+    result = run("--video", clips / "carving_ice.mp4", "--model", tmp_path / "no_such_model", cwd=tmp_path)
     assert_one_line_error(result, "no_such_model does not exist; export one with: movinet-export")
-    result = run("classify", clip("carving_ice.mp4"), cwd=tmp_path,
-                 env=env_without_model(MOVINET_EDGE_MODEL=str(tmp_path / "from_env")))
+    result = run(
+        "classify",
+        clips / "carving_ice.mp4",
+        cwd=tmp_path,
+        env=env_without_model(MOVINET_EDGE_MODEL=str(tmp_path / "from_env")),
+    )
     assert_one_line_error(result, "from_env does not exist")
 
 
-def test_display_without_a_gui(tmp_path: Path) -> None:
+def test_display_without_a_gui(tmp_path: Path, clips: Path) -> None:
     from movinet_edge.sinks import opencv_has_gui
 
     if opencv_has_gui():
         pytest.skip("this OpenCV has a GUI")
-    result = run("--display", "--video", clip("carving_ice.mp4"), cwd=tmp_path)
+    result = run("--display", "--video", clips / "carving_ice.mp4", cwd=tmp_path)
     assert_one_line_error(
         result,
         r"^error: --display needs an OpenCV build with a GUI \(pip install opencv-python instead of "
@@ -157,16 +154,16 @@ def test_display_without_a_gui(tmp_path: Path) -> None:
         (["--camera", "front"], "--camera 'front'"),
     ],
 )
-def test_bad_option_values(tmp_path: Path, args: list[str], expected: str) -> None:
+def test_bad_option_values(tmp_path: Path, args: list[str], expected: str, clips: Path) -> None:
     if "--camera" not in args:
-        args = [*args, "--video", str(clip("carving_ice.mp4"))]
+        args = [*args, "--video", str(clips / "carving_ice.mp4")]
     assert_one_line_error(run(*args, cwd=tmp_path), expected)
 
 
-def test_bad_probabilities_destination(tmp_path: Path) -> None:
-    result = run("classify", clip("carving_ice.mp4"), "--probabilities", tmp_path / "out.txt", cwd=tmp_path)
+def test_bad_probabilities_destination(tmp_path: Path, clips: Path) -> None:
+    result = run("classify", clips / "carving_ice.mp4", "--probabilities", tmp_path / "out.txt", cwd=tmp_path)
     assert_one_line_error(result, "use a .csv or .json file name")
-    result = run("classify", clip("carving_ice.mp4"), "--probabilities", tmp_path / "no" / "out.csv", cwd=tmp_path)
+    result = run("classify", clips / "carving_ice.mp4", "--probabilities", tmp_path / "no" / "out.csv", cwd=tmp_path)
     assert_one_line_error(result, "directory .* does not exist")
 
 
@@ -181,25 +178,39 @@ def test_version_and_help(tmp_path: Path) -> None:
 
 # --- with a model ---------------------------------------------------------------------------
 
-TABLE_LINE = re.compile(r"^.{20}: [01]\.\d{3}$")
+# The MoViNet tutorial's table: f"{label:20s}: {score:.3f}" (longer labels push the score right).
+TABLE_LINE = re.compile(r"^(?P<label>.{20,}): (?P<score>[01]\.\d{3})$")
 
 
-def test_classify_prints_the_top_5_table(tmp_path: Path, float_model_dir: Path) -> None:
-    result = run("classify", clip("carving_ice.mp4"), "--model", float_model_dir, cwd=tmp_path)
+def test_classify_prints_the_top_5_table(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
+    result = run("classify", clips / "carving_ice.mp4", "--model", float_model_dir, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 5
-    assert all(TABLE_LINE.match(line) for line in lines), lines
-    scores = [float(line[-5:]) for line in lines]
+    matches = [TABLE_LINE.match(line) for line in lines]
+    assert all(matches), lines
+    labels = (float_model_dir / "labels.txt").read_text().splitlines()
+    assert all(m["label"].rstrip() in labels for m in matches)
+    scores = [float(m["score"]) for m in matches]
     assert scores == sorted(scores, reverse=True)
     assert "Traceback" not in result.stderr
 
 
-def test_classify_json_and_probabilities(tmp_path: Path, float_model_dir: Path) -> None:
+def test_classify_json_and_probabilities(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
     labels = (float_model_dir / "labels.txt").read_text().splitlines()
     out_csv, out_json = tmp_path / "p.csv", tmp_path / "p.json"
-    result = run("classify", clip("carving_ice.mp4"), "--model", float_model_dir, "--json", "--top-k", "3",
-                 "--probabilities", out_csv, cwd=tmp_path)
+    result = run(
+        "classify",
+        clips / "carving_ice.mp4",
+        "--model",
+        float_model_dir,
+        "--json",
+        "--top-k",
+        "3",
+        "--probabilities",
+        out_csv,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert set(record) == {"video", "model", "steps", "top_k"}
@@ -215,8 +226,9 @@ def test_classify_json_and_probabilities(tmp_path: Path, float_model_dir: Path) 
     best = labels[int(last.argmax())]
     assert record["top_k"][0]["label"] == best
 
-    result = run("classify", clip("carving_ice.mp4"), "--model", float_model_dir, "--probabilities", out_json,
-                 cwd=tmp_path)
+    result = run(
+        "classify", clips / "carving_ice.mp4", "--model", float_model_dir, "--probabilities", out_json, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     steps = json.loads(out_json.read_text())
     assert [s["step"] for s in steps] == list(range(1, 23))
@@ -225,9 +237,19 @@ def test_classify_json_and_probabilities(tmp_path: Path, float_model_dir: Path) 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "p.json"]  # no temporary files left
 
 
-def test_live_file_json_lines(tmp_path: Path, float_model_dir: Path) -> None:
-    result = run("--video", clip("rope_pushdown.mp4"), "--model", float_model_dir, "--json", "--top-k", "2",
-                 "--max-steps", "7", cwd=tmp_path)
+def test_live_file_json_lines(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
+    result = run(
+        "--video",
+        clips / "rope_pushdown.mp4",
+        "--model",
+        float_model_dir,
+        "--json",
+        "--top-k",
+        "2",
+        "--max-steps",
+        "7",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     predictions = [r for r in records if r["type"] == "prediction"]
@@ -239,9 +261,9 @@ def test_live_file_json_lines(tmp_path: Path, float_model_dir: Path) -> None:
     assert result.stderr.startswith("movinet-edge: ") and "7 steps" in result.stderr
 
 
-def test_live_console_and_annotated_video(tmp_path: Path, float_model_dir: Path) -> None:
+def test_live_console_and_annotated_video(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
     out = tmp_path / "annotated.mp4"
-    result = run("--video", clip("carving_ice.mp4"), "--model", float_model_dir, "--save", out, cwd=tmp_path)
+    result = run("--video", clips / "carving_ice.mp4", "--model", float_model_dir, "--save", out, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     predictions = [line for line in result.stdout.splitlines() if re.match(r"^\s+\d+\.\d\ds  step", line)]
     assert len(predictions) == 22
@@ -253,32 +275,54 @@ def test_live_console_and_annotated_video(tmp_path: Path, float_model_dir: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.mp4"]
 
 
-def test_default_model_locations(tmp_path: Path, float_model_dir: Path) -> None:
+def test_default_model_locations(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
     # Without --model: $MOVINET_EDGE_MODEL, else models/a0_stream_int8, else models/a0_stream_float32.
     (tmp_path / "models").mkdir()
     shutil.copytree(float_model_dir, tmp_path / "models" / "a0_stream_float32")
-    result = run("classify", clip("carving_ice.mp4"), "--json", cwd=tmp_path)
+    result = run("classify", clips / "carving_ice.mp4", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["model"] == "models/a0_stream_float32/model.tflite"
-    result = run("classify", clip("carving_ice.mp4"), "--json", cwd=tmp_path,
-                 env=env_without_model(MOVINET_EDGE_MODEL=str(float_model_dir)))
+    result = run(
+        "classify",
+        clips / "carving_ice.mp4",
+        "--json",
+        cwd=tmp_path,
+        env=env_without_model(MOVINET_EDGE_MODEL=str(float_model_dir)),
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["model"] == str(float_model_dir / "model.tflite")
 
 
-def test_unknown_label_in_allow(tmp_path: Path, float_model_dir: Path) -> None:
-    result = run("--video", clip("carving_ice.mp4"), "--model", float_model_dir, "--allow", "no such action",
-                 cwd=tmp_path)
+def test_unknown_label_in_allow(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
+    result = run(
+        "--video", clips / "carving_ice.mp4", "--model", float_model_dir, "--allow", "no such action", cwd=tmp_path
+    )
     assert_one_line_error(result, "unknown label 'no such action'")
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
-def test_signals_end_a_live_run_cleanly(tmp_path: Path, float_model_dir: Path, sig: int, code: int) -> None:
+def test_signals_end_a_live_run_cleanly(
+    tmp_path: Path, float_model_dir: Path, sig: int, code: int, clips: Path
+) -> None:
     # A file played in real time, forever: only a signal ends it.
     proc = subprocess.Popen(
-        [*command(), "--video", str(clip("rope_pushdown.mp4")), "--realtime", "--loop", "--json",
-         "--model", str(float_model_dir), "--save", str(tmp_path / "out.mp4")],
-        cwd=tmp_path, env=env_without_model(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *command(),
+            "--video",
+            str(clips / "rope_pushdown.mp4"),
+            "--realtime",
+            "--loop",
+            "--json",
+            "--model",
+            str(float_model_dir),
+            "--save",
+            str(tmp_path / "out.mp4"),
+        ],
+        cwd=tmp_path,
+        env=env_without_model(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None

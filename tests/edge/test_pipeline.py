@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from movinet_edge.errors import EdgeError
 from movinet_edge.frames import Frame
 from movinet_edge.model import StreamingClassifier
@@ -24,16 +22,6 @@ from movinet_edge.postprocess import EventOptions, SmoothingOptions
 from movinet_edge.results import BaseSink, Event, Prediction
 from movinet_edge.sinks import AnnotatedVideoSink
 from movinet_edge.sources import VideoFileSource
-
-ROOT = Path(__file__).resolve().parents[2]
-CLIPS = Path(os.environ.get("MOVINET_TEST_DATA", ROOT.parent / "shared" / "data")) / "clips"
-
-
-def clip(name: str) -> Path:
-    path = CLIPS / name
-    if not path.exists():
-        pytest.skip(f"test clip {path} not found (set MOVINET_TEST_DATA)")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +52,9 @@ class Recorder(BaseSink):
         self.closed += 1
 
 
-def test_a_30_fps_clip_feeds_the_model_at_5_fps(classifier: StreamingClassifier) -> None:
+def test_a_30_fps_clip_feeds_the_model_at_5_fps(classifier: StreamingClassifier, clips: Path) -> None:
     sink = Recorder()
-    with VideoFileSource(clip("carving_ice.mp4")) as source:
+    with VideoFileSource(clips / "carving_ice.mp4") as source:
         stats = run_pipeline(source, classifier, [sink], PipelineOptions(top_k=3))
     assert sink.frames == list(range(131))
     assert stats.frames_read == 131
@@ -88,10 +76,10 @@ def test_a_30_fps_clip_feeds_the_model_at_5_fps(classifier: StreamingClassifier)
     assert stats.mean_latency_ms > 0 and stats.median_latency_ms > 0 and stats.model_fps > 0
 
 
-def test_smoothing_is_applied_to_the_raw_output(classifier: StreamingClassifier) -> None:
+def test_smoothing_is_applied_to_the_raw_output(classifier: StreamingClassifier, clips: Path) -> None:
     sink = Recorder()
     options = PipelineOptions(smoothing=SmoothingOptions(method="ema", alpha=0.25))
-    with VideoFileSource(clip("rope_pushdown.mp4")) as source:
+    with VideoFileSource(clips / "rope_pushdown.mp4") as source:
         run_pipeline(source, classifier, [sink], options)
     raw = [p.raw_probabilities for p in sink.predictions]
     expected = raw[0].copy()
@@ -100,9 +88,9 @@ def test_smoothing_is_applied_to_the_raw_output(classifier: StreamingClassifier)
         np.testing.assert_allclose(p.probabilities, expected, rtol=1e-4, atol=1e-6)
 
 
-def test_max_steps_and_stop(classifier: StreamingClassifier) -> None:
+def test_max_steps_and_stop(classifier: StreamingClassifier, clips: Path) -> None:
     sink = Recorder()
-    with VideoFileSource(clip("rope_pushdown.mp4")) as source:
+    with VideoFileSource(clips / "rope_pushdown.mp4") as source:
         stats = run_pipeline(source, classifier, [sink], PipelineOptions(max_steps=4))
     assert stats.steps == 4 and stats.ended_by == "max_steps"
     assert sink.closed == 1
@@ -116,22 +104,23 @@ def test_max_steps_and_stop(classifier: StreamingClassifier) -> None:
                 stop.set()
 
     stopper = StopAfterThree()
-    with VideoFileSource(clip("rope_pushdown.mp4")) as source:
+    with VideoFileSource(clips / "rope_pushdown.mp4") as source:
         stats = run_pipeline(source, classifier, [stopper], stop=stop)
     assert stats.steps == 3 and stats.ended_by == "stop"
     assert stopper.closed == 1
 
 
-def test_events_are_flushed_at_the_end_of_the_stream(classifier: StreamingClassifier) -> None:
+def test_events_are_flushed_at_the_end_of_the_stream(classifier: StreamingClassifier, clips: Path) -> None:
     # Thresholds of 0 make the first label an action from its first step, whatever
     # the (untrained) model says; it never drops below 0, so only the flush ends it.
     label = classifier.labels[0]
     sink = Recorder()
     options = PipelineOptions(
-        events=EventOptions(start_threshold=0.0, end_threshold=0.0, min_steps=2, update_every=0, update_delta=0,
-                            allow=[label])
+        events=EventOptions(
+            start_threshold=0.0, end_threshold=0.0, min_steps=2, update_every=0, update_delta=0, allow=[label]
+        )
     )
-    with VideoFileSource(clip("rope_pushdown.mp4")) as source:
+    with VideoFileSource(clips / "rope_pushdown.mp4") as source:
         stats = run_pipeline(source, classifier, [sink], options)
     assert [(e.kind, e.label) for e in sink.events] == [("new", label), ("end", label)]
     new, end = sink.events
@@ -140,20 +129,22 @@ def test_events_are_flushed_at_the_end_of_the_stream(classifier: StreamingClassi
     assert stats.events == 2
 
 
-def test_a_failing_run_leaves_no_half_written_video(classifier: StreamingClassifier, tmp_path: Path) -> None:
+def test_a_failing_run_leaves_no_half_written_video(
+    classifier: StreamingClassifier, tmp_path: Path, clips: Path
+) -> None:
     class Broken(BaseSink):
         def on_prediction(self, prediction: Prediction, frame: Frame) -> None:
             if prediction.step == 3:
                 raise EdgeError("the broker went away")
 
     out = tmp_path / "annotated.mp4"
-    with VideoFileSource(clip("rope_pushdown.mp4")) as source:
+    with VideoFileSource(clips / "rope_pushdown.mp4") as source:
         with pytest.raises(EdgeError, match="broker"):
             run_pipeline(source, classifier, [AnnotatedVideoSink(out, fps=5.0), Broken()])
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_interrupted_run_keeps_what_it_wrote(classifier: StreamingClassifier, tmp_path: Path) -> None:
+def test_an_interrupted_run_keeps_what_it_wrote(classifier: StreamingClassifier, tmp_path: Path, clips: Path) -> None:
     class CtrlC(BaseSink):
         def on_prediction(self, prediction: Prediction, frame: Frame) -> None:
             if prediction.step == 3:
@@ -161,35 +152,35 @@ def test_an_interrupted_run_keeps_what_it_wrote(classifier: StreamingClassifier,
 
     out = tmp_path / "annotated.mp4"
     recorder = Recorder()
-    with VideoFileSource(clip("rope_pushdown.mp4")) as source:
+    with VideoFileSource(clips / "rope_pushdown.mp4") as source:
         with pytest.raises(KeyboardInterrupt):
             run_pipeline(source, classifier, [AnnotatedVideoSink(out, fps=5.0), CtrlC(), recorder])
     assert [p.name for p in tmp_path.iterdir()] == ["annotated.mp4"]
     assert recorder.closed == 1
 
 
-def test_classify_clip(classifier: StreamingClassifier) -> None:
-    result = classify_clip(clip("carving_ice.mp4"), classifier, top_k=5)
+def test_classify_clip(classifier: StreamingClassifier, clips: Path) -> None:
+    result = classify_clip(clips / "carving_ice.mp4", classifier, top_k=5)
     assert result.steps == 22 and result.frames_read == 131
     assert result.probabilities.shape == (22, classifier.num_classes)
     np.testing.assert_array_equal(result.final, result.probabilities[-1])
     assert [label for label, _ in result.top_k] == [classifier.labels[i] for i in np.argsort(-result.final)[:5]]
     assert list(result.frame_indices) == list(range(0, 131, 6))
     # From a fresh state every time: the same clip gives the same answer.
-    again = classify_clip(clip("carving_ice.mp4"), classifier, top_k=5, keep_probabilities=False)
+    again = classify_clip(clips / "carving_ice.mp4", classifier, top_k=5, keep_probabilities=False)
     np.testing.assert_allclose(again.final, result.final, rtol=1e-5, atol=1e-7)
     assert again.probabilities.shape == (0, classifier.num_classes)
 
 
-def test_classify_clip_every_frame_and_progress(classifier: StreamingClassifier) -> None:
+def test_classify_clip_every_frame_and_progress(classifier: StreamingClassifier, clips: Path) -> None:
     seen: list[int] = []
-    with VideoFileSource(clip("carving_ice.mp4")) as source:
+    with VideoFileSource(clips / "carving_ice.mp4") as source:
         result = classify_clip(source, classifier, fps=0, on_frame=lambda f: seen.append(f.index))
     assert result.steps == 131 and seen == list(range(131))
 
 
-def test_write_probabilities(classifier: StreamingClassifier, tmp_path: Path) -> None:
-    result = classify_clip(clip("rope_pushdown.mp4"), classifier)
+def test_write_probabilities(classifier: StreamingClassifier, tmp_path: Path, clips: Path) -> None:
+    result = classify_clip(clips / "rope_pushdown.mp4", classifier)
     write_probabilities(result, tmp_path / "p.csv")
     write_probabilities(result, tmp_path / "p.json")
     rows = list(csv.reader((tmp_path / "p.csv").read_text().splitlines()))

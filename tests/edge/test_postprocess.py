@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from movinet_edge.errors import EdgeError
 from movinet_edge.postprocess import (
     EventDetector,
@@ -107,8 +106,9 @@ def run(detector: EventDetector, scores: list[float], label: int = 1, t0: float 
 
 
 def test_an_action_starts_after_min_steps_and_ends_below_the_end_threshold() -> None:
-    det = EventDetector(LABELS, EventOptions(start_threshold=0.6, end_threshold=0.4, min_steps=2, update_every=0,
-                                             update_delta=0))
+    det = EventDetector(
+        LABELS, EventOptions(start_threshold=0.6, end_threshold=0.4, min_steps=2, update_every=0, update_delta=0)
+    )
     events = run(det, [0.1, 0.7, 0.8, 0.9, 0.5, 0.45, 0.3, 0.2])
     assert [(e.kind, e.label) for e in events] == [("new", "running"), ("end", "running")]
     new, end = events
@@ -123,8 +123,9 @@ def test_an_action_starts_after_min_steps_and_ends_below_the_end_threshold() -> 
 
 
 def test_hysteresis_keeps_a_wobbling_score_as_one_event() -> None:
-    det = EventDetector(LABELS, EventOptions(start_threshold=0.6, end_threshold=0.3, min_steps=1, update_every=0,
-                                             update_delta=0))
+    det = EventDetector(
+        LABELS, EventOptions(start_threshold=0.6, end_threshold=0.3, min_steps=1, update_every=0, update_delta=0)
+    )
     events = run(det, [0.65, 0.55, 0.62, 0.5, 0.61, 0.58])
     assert [e.kind for e in events] == ["new"]
     assert det.active == {"running": 0.0}
@@ -136,8 +137,9 @@ def test_a_single_spike_is_not_an_action() -> None:
 
 
 def test_updates_by_time_and_by_score_change() -> None:
-    det = EventDetector(LABELS, EventOptions(start_threshold=0.5, end_threshold=0.3, min_steps=1, update_every=1.0,
-                                             update_delta=0.2))
+    det = EventDetector(
+        LABELS, EventOptions(start_threshold=0.5, end_threshold=0.3, min_steps=1, update_every=1.0, update_delta=0.2)
+    )
     # 0.2 s steps: an update every 1.0 s while the score is steady, and one at
     # once when it jumps by >= 0.2.
     scores = [0.6] * 11 + [0.85, 0.85]
@@ -157,8 +159,9 @@ def test_flush_ends_open_events() -> None:
 
 
 def test_two_actions_at_once_with_low_thresholds() -> None:
-    det = EventDetector(LABELS, EventOptions(start_threshold=0.3, end_threshold=0.2, min_steps=1, update_every=0,
-                                             update_delta=0))
+    det = EventDetector(
+        LABELS, EventOptions(start_threshold=0.3, end_threshold=0.2, min_steps=1, update_every=0, update_delta=0)
+    )
     p = np.array([0.4, 0.4, 0.1, 0.1], dtype=np.float32)
     events = det.update(0.0, p)
     assert sorted(e.label for e in events) == ["running", "walking"]

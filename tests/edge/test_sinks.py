@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import stat
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-
 from movinet_edge.errors import EdgeError
 from movinet_edge.frames import Frame
 from movinet_edge.results import Event, Prediction
@@ -25,16 +23,6 @@ from movinet_edge.sinks import (
     opencv_has_gui,
 )
 from movinet_edge.sources import VideoFileSource
-
-ROOT = Path(__file__).resolve().parents[2]
-CLIPS = Path(os.environ.get("MOVINET_TEST_DATA", ROOT.parent / "shared" / "data")) / "clips"
-
-
-def clip(name: str) -> Path:
-    path = CLIPS / name
-    if not path.exists():
-        pytest.skip(f"test clip {path} not found (set MOVINET_TEST_DATA)")
-    return path
 
 
 def prediction(step: int = 3, timestamp: float = 0.6) -> Prediction:
@@ -55,10 +43,11 @@ FRAME = Frame(np.zeros((8, 8, 3), np.uint8), 0.6, 18)
 def test_console_lines() -> None:
     out = io.StringIO()
     sink = ConsoleSink(out)
-    sink.on_frame(FRAME)
-    sink.on_prediction(prediction(), FRAME)
-    sink.on_event(Event(kind="new", label="carving ice", score=0.7, start=0.4, timestamp=0.6))
-    sink.on_event(Event(kind="end", label="carving ice", score=0.9, start=0.4, end=2.4, timestamp=2.4))
+    # A live source's timestamps are a monotonic clock: shown as time since the first frame.
+    sink.on_frame(Frame(FRAME.image, 100.0, 0))
+    sink.on_prediction(prediction(timestamp=100.6), FRAME)
+    sink.on_event(Event(kind="new", label="carving ice", score=0.7, start=100.4, timestamp=100.6))
+    sink.on_event(Event(kind="end", label="carving ice", score=0.9, start=100.4, end=102.4, timestamp=102.4))
     sink.close()
     lines = out.getvalue().splitlines()
     assert lines == [
@@ -73,8 +62,15 @@ def test_json_lines() -> None:
     sink = JsonLinesSink(out)
     sink.on_prediction(prediction(), FRAME)
     sink.on_event(
-        Event(kind="end", label="carving ice", score=0.9, start=0.4, end=2.4, timestamp=2.4,
-              extra={"duration": 2.0, "kind": "not this one"})
+        Event(
+            kind="end",
+            label="carving ice",
+            score=0.9,
+            start=0.4,
+            end=2.4,
+            timestamp=2.4,
+            extra={"duration": 2.0, "kind": "not this one"},
+        )
     )
     sink.close()
     first, second = (json.loads(line) for line in out.getvalue().splitlines())
@@ -109,10 +105,10 @@ def write_clip(sink: AnnotatedVideoSink, path: Path, predict_every: int = 6) -> 
     return n
 
 
-def test_annotated_video_is_complete_and_annotated(tmp_path: Path) -> None:
+def test_annotated_video_is_complete_and_annotated(tmp_path: Path, clips: Path) -> None:
     out = tmp_path / "annotated.mp4"
     sink = AnnotatedVideoSink(out, fps=30.0)
-    n = write_clip(sink, clip("carving_ice.mp4"))
+    n = write_clip(sink, clips / "carving_ice.mp4")
     # Nothing at the final name until close(); the partial file is hidden beside it.
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".annotated.")]
@@ -136,7 +132,7 @@ def test_annotated_video_is_complete_and_annotated(tmp_path: Path) -> None:
     # without predictions, that is where the pictures differ.
     plain = tmp_path / "plain.mp4"
     plain_sink = AnnotatedVideoSink(plain, fps=30.0)
-    with VideoFileSource(clip("carving_ice.mp4")) as source:
+    with VideoFileSource(clips / "carving_ice.mp4") as source:
         for frame in source:
             plain_sink.on_frame(frame)
     plain_sink.close()
@@ -149,11 +145,11 @@ def test_annotated_video_is_complete_and_annotated(tmp_path: Path) -> None:
     assert diff[100:, :].mean() < 1.0
 
 
-def test_abort_leaves_no_file_and_keeps_an_existing_one(tmp_path: Path) -> None:
+def test_abort_leaves_no_file_and_keeps_an_existing_one(tmp_path: Path, clips: Path) -> None:
     out = tmp_path / "annotated.mp4"
     out.write_bytes(b"an older video")
     sink = AnnotatedVideoSink(out, fps=5.0)
-    with VideoFileSource(clip("rope_pushdown.mp4")) as source:
+    with VideoFileSource(clips / "rope_pushdown.mp4") as source:
         for frame, _ in zip(source, range(10)):
             sink.on_frame(frame)
     sink.abort()

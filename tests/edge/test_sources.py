@@ -4,7 +4,6 @@ real MJPEG-over-HTTP server on 127.0.0.1 that drops out, to show reconnects."""
 from __future__ import annotations
 
 import http.server
-import os
 import threading
 import time
 from pathlib import Path
@@ -12,7 +11,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from movinet_edge.errors import EdgeError
 from movinet_edge.frames import Frame
 from movinet_edge.sources import (
@@ -27,17 +25,7 @@ from movinet_edge.sources import (
     quiet_opencv_logs,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-CLIPS = Path(os.environ.get("MOVINET_TEST_DATA", ROOT.parent / "shared" / "data")) / "clips"
-
 quiet_opencv_logs()
-
-
-def clip(name: str) -> Path:
-    path = CLIPS / name
-    if not path.exists():
-        pytest.skip(f"test clip {path} not found (set MOVINET_TEST_DATA)")
-    return path
 
 
 # --- files -------------------------------------------------------------------------
@@ -51,8 +39,8 @@ def clip(name: str) -> Path:
         ("flipping_pancake.mkv", 310, (240, 426, 3), 30.0),
     ],
 )
-def test_video_file_frames_timestamps_and_indices(name: str, count: int, shape: tuple, fps: float) -> None:
-    with VideoFileSource(clip(name)) as source:
+def test_video_file_frames_timestamps_and_indices(name: str, count: int, shape: tuple, fps: float, clips: Path) -> None:
+    with VideoFileSource(clips / name) as source:
         assert source.fps == pytest.approx(fps, abs=0.05)
         frames = list(source)
     assert len(frames) == count
@@ -65,8 +53,8 @@ def test_video_file_frames_timestamps_and_indices(name: str, count: int, shape: 
     assert source.stats.frames == count and source.stats.dropped == 0
 
 
-def test_frames_are_rgb_and_independent_arrays() -> None:
-    path = clip("rope_pushdown.mp4")
+def test_frames_are_rgb_and_independent_arrays(clips: Path) -> None:
+    path = clips / "rope_pushdown.mp4"
     cap = cv2.VideoCapture(str(path))
     ok, bgr0 = cap.read()
     cap.release()
@@ -81,8 +69,8 @@ def test_frames_are_rgb_and_independent_arrays() -> None:
     np.testing.assert_array_equal(first.image, bgr0[:, :, ::-1])
 
 
-def test_loop_continues_timestamps_and_indices() -> None:
-    with VideoFileSource(clip("rope_pushdown.mp4"), loop=True) as source:
+def test_loop_continues_timestamps_and_indices(clips: Path) -> None:
+    with VideoFileSource(clips / "rope_pushdown.mp4", loop=True) as source:
         frames = [f for _, f in zip(range(125), source)]
     ts = [f.timestamp for f in frames]
     assert all(b > a for a, b in zip(ts, ts[1:]))
@@ -92,10 +80,10 @@ def test_loop_continues_timestamps_and_indices() -> None:
     np.testing.assert_array_equal(frames[0].image, frames[50].image)
 
 
-def test_realtime_drops_late_frames_instead_of_queueing_them() -> None:
+def test_realtime_drops_late_frames_instead_of_queueing_them(clips: Path) -> None:
     # A consumer that spends 0.1 s per frame on a 30 fps clip keeps up with about
     # one frame in three; a live source drops the rest rather than falling behind.
-    with VideoFileSource(clip("carving_ice.mp4"), realtime=True) as source:
+    with VideoFileSource(clips / "carving_ice.mp4", realtime=True) as source:
         got = []
         for frame in source:
             got.append(frame)
@@ -135,26 +123,26 @@ def test_a_valid_container_without_frames_has_no_frames(tmp_path: Path) -> None:
         VideoFileSource(path)
 
 
-def test_garbage_and_a_truncated_mp4_are_unreadable(tmp_path: Path) -> None:
+def test_garbage_and_a_truncated_mp4_are_unreadable(tmp_path: Path, clips: Path) -> None:
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())
     truncated = tmp_path / "truncated.mp4"
-    truncated.write_bytes(clip("carving_ice.mp4").read_bytes()[:20000])  # the index (moov) is at the end
+    truncated.write_bytes((clips / "carving_ice.mp4").read_bytes()[:20000])  # the index (moov) is at the end
     for path in (garbage, truncated):
         with pytest.raises(EdgeError, match="cannot read video .*not a video OpenCV can decode"):
             VideoFileSource(path)
 
 
-def test_a_truncated_mkv_plays_what_it_has(tmp_path: Path) -> None:
+def test_a_truncated_mkv_plays_what_it_has(tmp_path: Path, clips: Path) -> None:
     truncated = tmp_path / "truncated.mkv"
-    truncated.write_bytes(clip("flipping_pancake.mkv").read_bytes()[:200_000])
+    truncated.write_bytes((clips / "flipping_pancake.mkv").read_bytes()[:200_000])
     with VideoFileSource(truncated) as source:
         frames = list(source)
     assert 0 < len(frames) < 310
 
 
-def test_close_releases_and_ends_iteration() -> None:
-    source = VideoFileSource(clip("carving_ice.mp4"))
+def test_close_releases_and_ends_iteration(clips: Path) -> None:
+    source = VideoFileSource(clips / "carving_ice.mp4")
     it = iter(source)
     next(it)
     source.close()
@@ -168,9 +156,7 @@ def test_close_releases_and_ends_iteration() -> None:
 def test_a_camera_that_does_not_open() -> None:
     with pytest.raises(EdgeError) as info:
         CameraSource(57)
-    assert str(info.value) == (
-        "camera 57 did not open: check /dev/video57 and that the user is in the 'video' group"
-    )
+    assert str(info.value) == ("camera 57 did not open: check /dev/video57 and that the user is in the 'video' group")
 
 
 def test_pi_camera_without_picamera2() -> None:
@@ -189,8 +175,8 @@ def test_pi_camera_without_picamera2() -> None:
 # --- open_source ---------------------------------------------------------------------
 
 
-def test_open_source_picks_the_one_source() -> None:
-    with open_source(SourceSpec(video=clip("rope_pushdown.mp4"))) as source:
+def test_open_source_picks_the_one_source(clips: Path) -> None:
+    with open_source(SourceSpec(video=clips / "rope_pushdown.mp4")) as source:
         assert isinstance(source, VideoFileSource) and not source.live
     with pytest.raises(EdgeError, match="camera 57 did not open"):
         open_source(SourceSpec(camera="57"))
@@ -217,8 +203,8 @@ def test_open_source_errors(spec: SourceSpec, message: str) -> None:
 # --- a real MJPEG stream over HTTP ------------------------------------------------------
 
 
-def clip_jpegs(name: str, count: int) -> list[bytes]:
-    cap = cv2.VideoCapture(str(clip(name)))
+def clip_jpegs(path: Path, count: int) -> list[bytes]:
+    cap = cv2.VideoCapture(str(path))
     jpegs = []
     while len(jpegs) < count:
         ok, bgr = cap.read()
@@ -292,8 +278,8 @@ class MjpegServer:
 
 
 @pytest.fixture(scope="module")
-def jpegs() -> list[bytes]:
-    return clip_jpegs("rope_pushdown.mp4", 10)
+def jpegs(clips: Path) -> list[bytes]:
+    return clip_jpegs(clips / "rope_pushdown.mp4", 10)
 
 
 def collect(source: StreamSource) -> tuple[list[Frame], EdgeError | None]:
@@ -311,14 +297,22 @@ def test_stream_reconnects_with_exponential_backoff(jpegs: list[bytes]) -> None:
     calls: list[tuple[int, float, str]] = []
     policy = ReconnectPolicy(initial_delay=0.05, max_delay=0.15, max_attempts=3)
     with MjpegServer(jpegs, script) as server:
-        with StreamSource(server.url, reconnect=policy, on_reconnect=lambda *a: calls.append(a),
-                          read_timeout=5.0) as source:
+        with StreamSource(
+            server.url, reconnect=policy, on_reconnect=lambda *a: calls.append(a), read_timeout=5.0
+        ) as source:
             frames, error = collect(source)
             stats = source.stats
     # The stream dropped, two reconnects failed (503), the third got frames again;
     # when it dropped again, three more attempts failed and the source gave up.
-    assert server.connections == ["frames:8", "error:503", "error:503", "frames:8", "error:503", "error:503",
-                                  "error:503"]
+    assert server.connections == [
+        "frames:8",
+        "error:503",
+        "error:503",
+        "frames:8",
+        "error:503",
+        "error:503",
+        "error:503",
+    ]
     assert [(a, d) for a, d, _ in calls] == [(1, 0.05), (2, 0.1), (3, 0.15), (1, 0.05), (2, 0.1), (3, 0.15)]
     assert calls[0][2] == "the stream ended" and calls[1][2] == "could not reconnect"
     assert error is not None and "gave up after 3 reconnect attempts" in str(error)
@@ -342,8 +336,7 @@ def test_a_stalled_stream_times_out_and_reconnects(jpegs: list[bytes]) -> None:
     calls: list[tuple[int, float, str]] = []
     policy = ReconnectPolicy(initial_delay=0.01, max_attempts=1)
     with MjpegServer(jpegs, script) as server:
-        source = StreamSource(server.url, reconnect=policy, on_reconnect=lambda *a: calls.append(a),
-                              read_timeout=0.5)
+        source = StreamSource(server.url, reconnect=policy, on_reconnect=lambda *a: calls.append(a), read_timeout=0.5)
         with source:
             frames, error = collect(source)
     assert server.connections[:2] == ["stall:3", "frames:3"]

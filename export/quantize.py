@@ -1,0 +1,151 @@
+"""int8 recipes: which tensors become int8, which stay float, and why.
+
+Two recipes, both from one calibration (calibrate once, quantize many):
+
+``selective`` (ours, the default): int8 weights (per channel) and int8
+activations for the convolutions, but ADD, DIV, MUL, HARD_SWISH and
+AVERAGE_POOL_2D stay float. Why each:
+- ADD/DIV carry the causal pools' running SUM and its division by the frame
+  count; in int8 the sum leaves any calibrated range within seconds and the
+  stream collapses (naive int8 agreed 0% with float after ~30 frames).
+- MUL includes the squeeze-excitation gating and the ReZero-style residual
+  scales, whose scale ratios XNNPACK refuses in int8.
+- HARD_SWISH and AVERAGE_POOL_2D: XNNPACK runs them only in float; in int8
+  they fall back to built-in kernels and split the graph into dozens of
+  partitions (90 for A0), which made naive int8 2x *slower* than float.
+Model inputs and outputs stay float (states included) so the runtime carries
+states with plain copies; ``--input-dtype uint8|int8`` then swaps only the
+image input so a device can feed camera bytes directly.
+
+``naive`` is what the official tool and most public projects do: everything
+int8 including all inputs and outputs, calibrated by the same data. It exists
+to be measured beside ours, and it gives real int8 states whose input and
+output scales differ (the runtime must requantize them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.lite.python import convert as lite_convert
+
+from .errors import ExportError
+
+INT8_RECIPES = ("selective", "naive")
+SELECTIVE_FLOAT_OPS = ("ADD", "DIV", "MUL", "HARD_SWISH", "AVERAGE_POOL_2D")
+
+
+def calibrate(savedmodel: Path, signature_key: str, dataset: Callable[[], Iterator[dict[str, Any]]]) -> bytes:
+    """A float TFLite model annotated with the activation ranges seen on ``dataset``."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel), signature_keys=[signature_key])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = dataset
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True  # noqa: SLF001 - the documented debugger route
+    try:
+        return converter.convert()
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"int8 calibration failed: {first}") from None
+
+
+def quantize(calibrated: bytes, recipe_name: str, float_ops: tuple[str, ...] = ()) -> tuple[bytes, dict[str, Any]]:
+    """Quantize a calibrated model by recipe; returns the model and what was decided."""
+    if recipe_name == "naive":
+        model = lite_convert.mlir_quantize(
+            calibrated,
+            disable_per_channel=False,
+            fully_quantize=True,
+            input_data_type=tf.int8,
+            output_data_type=tf.int8,
+        )
+        return model, {"recipe": "naive", "float_ops": [], "io": "int8"}
+    if recipe_name != "selective":
+        raise ExportError(f"unknown int8 recipe {recipe_name!r}; choose one of {', '.join(INT8_RECIPES)}")
+    ops = tuple(float_ops) or SELECTIVE_FLOAT_OPS
+    model = lite_convert.mlir_quantize(
+        calibrated,
+        disable_per_channel=False,
+        fully_quantize=False,
+        denylisted_ops=list(ops),
+    )
+    return model, {"recipe": "selective", "float_ops": list(ops), "io": "float32", "per_channel_weights": True}
+
+
+def set_image_input_dtype(tflite: bytes, dtype: str) -> tuple[bytes, dict[str, Any]]:
+    """Make the ``image`` input uint8/int8 (camera bytes) while states stay as they are.
+
+    The converter's own ``inference_input_type`` would change every input,
+    states included. Here only the image changes: its float input feeds a
+    QUANTIZE op; the input becomes that op's int8 output (int8), or a uint8
+    tensor that the QUANTIZE op converts (uint8, zero point + 128).
+    """
+    if dtype == "float32":
+        return tflite, {}
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(tflite, 0)
+    sub = model.subgraphs[0]
+    sig = model.signatureDefs[0]
+    image_entry = next((t for t in sig.inputs if _name(t.name) == "image"), None)
+    if image_entry is None:
+        raise ExportError("internal: no image input in the signature")
+    image_index = image_entry.tensorIndex
+    quant_code = _opcode_index(model, schema.BuiltinOperator.QUANTIZE)
+    consumers = [op for op in sub.operators if image_index in list(op.inputs)]
+    if len(consumers) != 1 or consumers[0].opcodeIndex != quant_code:
+        raise ExportError("the image input does not feed a single QUANTIZE op; cannot make it uint8/int8")
+    qop = consumers[0]
+    quantized = sub.tensors[qop.outputs[0]]
+    scale = float(quantized.quantization.scale[0])
+    zero_point = int(quantized.quantization.zeroPoint[0])
+    image = sub.tensors[image_index]
+    if dtype == "int8":
+        # Drop the QUANTIZE op: the int8 tensor becomes the input.
+        new_index = qop.outputs[0]
+        sub.operators = [op for op in sub.operators if op is not qop]
+        sub.inputs = [new_index if i == image_index else i for i in sub.inputs]
+        image_entry.tensorIndex = new_index
+        quantized.name = image.name
+        result = {"scale": scale, "zero_point": zero_point}
+    else:  # uint8: the input tensor itself becomes uint8; QUANTIZE requantizes uint8 -> int8
+        image.type = schema.TensorType.UINT8
+        q = schema.QuantizationParametersT()
+        q.scale, q.zeroPoint = [scale], [zero_point + 128]
+        image.quantization = q
+        result = {"scale": scale, "zero_point": zero_point + 128}
+    builder = _flatbuffers_builder()
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output()), {"image_input": {"dtype": dtype, **result}}
+
+
+def _name(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _opcode_index(model: Any, builtin: int) -> int:
+    for i, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            return i
+    return -1
+
+
+def _flatbuffers_builder() -> Any:
+    import flatbuffers
+
+    return flatbuffers.Builder(1024)
+
+
+def calibration_range_anchor(resolution: int) -> np.ndarray:
+    """A frame spanning 0..255 so the image input calibrates to exactly [0, 1] (scale 1/255).
+
+    Fed once before the calibration streams: then a uint8/int8 image input
+    maps camera bytes onto the model's range with no rounding of its own.
+    """
+    ramp = np.linspace(0, 255, resolution * resolution * 3).reshape(resolution, resolution, 3)
+    return np.rint(ramp).astype(np.uint8)

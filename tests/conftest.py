@@ -1,0 +1,135 @@
+"""Session fixtures: models exported by our own exporter, built once per test run.
+
+No pretrained weights can be fetched here, so the tests save a randomly
+initialised A0 in the official checkpoint layout (tf.train.Checkpoint(model=
+classifier)) and export it like a user would export a downloaded one.
+
+``MOVINET_TEST_CACHE=DIR`` keeps the exported models between runs (for
+development; CI starts empty). Set ``MOVINET_TEST_FRESH=1`` to ignore it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "arm64: runs the edge package under qemu-aarch64 (slow)")
+    config.addinivalue_line("markers", "slow: trains or exports models; minutes")
+
+
+@pytest.fixture(scope="session")
+def test_data() -> Path:
+    path = Path(os.environ.get("MOVINET_TEST_DATA", REPO.parent / "shared" / "data"))
+    if not (path / "clips").is_dir():
+        pytest.fail(f"test data not found at {path}; set MOVINET_TEST_DATA to the shared data folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def clips(test_data: Path) -> Path:
+    return test_data / "clips"
+
+
+@pytest.fixture(scope="session")
+def kinetics_labels(test_data: Path) -> Path:
+    return test_data / "kinetics_600_labels.txt"
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = os.environ.get("MOVINET_TEST_CACHE")
+    if cache and not os.environ.get("MOVINET_TEST_FRESH"):
+        path = Path(cache)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp("models")
+
+
+def _cached(cache: Path, name: str) -> Path | None:
+    path = cache / name
+    return path if (path / "model.tflite").is_file() or (path / "checkpoint").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def a0_checkpoint(model_cache: Path) -> Path:
+    """A random-init A0 stream checkpoint at 172 px in the official object layout."""
+    folder = model_cache / "a0_checkpoint"
+    if _cached(model_cache, "a0_checkpoint"):
+        return folder
+    from helpers.checkpoints import save_random_checkpoint
+
+    shutil.rmtree(folder, ignore_errors=True)
+    save_random_checkpoint(folder, "a0", resolution=None, seed=0)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def a0_exporter(a0_checkpoint: Path, kinetics_labels: Path, clips: Path):
+    from movinet_export.exporter import ExportOptions, Exporter
+
+    options = ExportOptions(
+        model_id="a0",
+        checkpoint=str(a0_checkpoint),
+        labels=str(kinetics_labels),
+        parity_video=clips / "carving_ice.mp4",
+        progress=True,
+    )
+    with Exporter(options) as exporter:
+        yield exporter
+
+
+def _export(model_cache: Path, request: pytest.FixtureRequest, precision: str) -> Path:
+    name = f"a0_{precision}"
+    if cached := _cached(model_cache, name):
+        return cached
+    exporter = request.getfixturevalue("a0_exporter")
+    exporter.export(precision, model_cache / name, force=True)
+    return model_cache / name
+
+
+@pytest.fixture(scope="session")
+def float_model_dir(model_cache: Path, request: pytest.FixtureRequest) -> Path:
+    """A0 (random init, 172 px, Kinetics-600 labels) exported to float32 by our exporter."""
+    return _export(model_cache, request, "float32")
+
+
+@pytest.fixture(scope="session")
+def float16_model_dir(model_cache: Path, request: pytest.FixtureRequest) -> Path:
+    return _export(model_cache, request, "float16")
+
+
+@pytest.fixture(scope="session")
+def dynamic_model_dir(model_cache: Path, request: pytest.FixtureRequest) -> Path:
+    return _export(model_cache, request, "dynamic")
+
+
+@pytest.fixture(scope="session")
+def int8_model_dir(model_cache: Path, request: pytest.FixtureRequest) -> Path:
+    return _export(model_cache, request, "int8")
+
+
+@pytest.fixture
+def run_cli():
+    """Run a console command as a real subprocess, returning CompletedProcess."""
+    import subprocess
+
+    def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 900):
+        full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", *args],
+            cwd=cwd,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

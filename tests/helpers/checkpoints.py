@@ -1,0 +1,31 @@
+"""Make checkpoints in the official layout, as the model garden's tarballs hold them."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+
+def save_random_checkpoint(folder: Path, model_id: str, resolution: int | None = None, seed: int = 0,
+                           num_classes: int | None = None) -> str:
+    """Save tf.train.Checkpoint(model=classifier) with random weights; returns the prefix."""
+    import tensorflow as tf
+
+    from movinet_export.build import ModelConfig, build_clip_model
+    from movinet_export.zoo import lookup
+
+    tf.keras.utils.set_random_seed(seed)
+    config = ModelConfig.from_zoo(lookup(model_id), resolution, num_classes)
+    model = build_clip_model(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    return tf.train.Checkpoint(model=model).save(str(folder / "ckpt"))
+
+
+def official_tarball(checkpoint_dir: Path, model_id: str, out: Path) -> Path:
+    """Pack a checkpoint folder like movinet_<id>_stream.tar.gz (a folder of that name inside)."""
+    name = f"movinet_{model_id}_stream"
+    path = out / f"{name}.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for file in sorted(checkpoint_dir.iterdir()):
+            tar.add(file, arcname=f"{name}/{file.name}")
+    return path

@@ -1,0 +1,123 @@
+"""The MQTT publisher against a real mosquitto: availability, info, events, the bounded
+queue while the broker is away, passwords and TLS."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from movinet_edge.service.mqtt import MqttOptions, MqttSink
+from service.support import wait_until
+
+
+def record(seq: int, kind: str = "update") -> dict:
+    return {"type": "event", "kind": kind, "label": "juggling", "seq": seq, "device_id": "cam1"}
+
+
+@pytest.fixture
+def sinks():
+    made: list[MqttSink] = []
+
+    def make(options: MqttOptions, **kwargs) -> MqttSink:
+        sink = MqttSink(options, **kwargs)
+        made.append(sink)
+        return sink.start()
+
+    yield make
+    for sink in made:
+        sink.close()
+
+
+def test_availability_info_events_and_offline(broker, subscribe, sinks) -> None:
+    sub = subscribe(broker.port, "edge/cam1/#")
+    sink = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam1", topic_prefix="edge"),
+                 info={"model": "a0"})
+    wait_until(lambda: sink.stats.connected, what="the connection")
+    for seq in range(1, 4):
+        sink.publish_event(record(seq))
+    wait_until(lambda: len(sub.on("edge/cam1/events")) == 3, what="three events")
+    assert [e["seq"] for e in sub.events("edge/cam1/events")] == [1, 2, 3]
+    assert [m.payload for m in sub.on("edge/cam1/availability")] == ["online"]
+    assert sub.on("edge/cam1/info")[0].json() == {"model": "a0"}
+    wait_until(lambda: sink.queued == 0, what="acknowledgements")
+    sink.close()
+    assert sink.stats.acked == sink.stats.sent == 6  # online, info, 3 events, offline
+    wait_until(lambda: sub.on("edge/cam1/availability")[-1].payload == "offline", what="offline")
+    # Retained for whoever looks later: the device said goodbye.
+    late = subscribe(broker.port, "edge/cam1/availability", client_id="late", persistent=False)
+    wait_until(lambda: late.on("edge/cam1/availability"), what="the retained availability")
+    assert late.on("edge/cam1/availability")[0].payload == "offline"
+
+
+def test_events_wait_for_the_broker_in_a_bounded_queue(broker, subscribe, sinks) -> None:
+    sub = subscribe(broker.port, "movinet-edge/cam1/events")  # persistent: the broker keeps its session
+    broker.stop()
+    sink = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam1", queue_size=3,
+                             reconnect_max_delay=1.0))
+    for seq in range(1, 6):
+        sink.publish_event(record(seq))
+    assert not sink.stats.connected
+    assert sink.queued == 3 and sink.stats.dropped == 2  # the oldest two made room
+    broker.start()
+    wait_until(lambda: len(sub.on("movinet-edge/cam1/events")) == 3, what="the queued events")
+    assert [e["seq"] for e in sub.events("movinet-edge/cam1/events")] == [3, 4, 5]
+    wait_until(lambda: sink.queued == 0, what="acknowledgements")
+
+
+def test_username_and_password(make_broker, subscribe, sinks, tmp_path: Path) -> None:
+    tool = shutil.which("mosquitto_passwd")
+    if tool is None:
+        pytest.skip("mosquitto_passwd is not installed (Debian package mosquitto)")
+    passwords = tmp_path / "passwd"
+    passwords.touch()
+    subprocess.run([tool, "-b", str(passwords), "cam1", "s3cret"], check=True, capture_output=True)
+    passwords.chmod(0o600)
+    broker = make_broker("auth", listener_options=f"password_file {passwords}\n", allow_anonymous=False)
+    wrong = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam1", username="cam1", password="no"))
+    right = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam2", username="cam1",
+                              password="s3cret"))
+    wait_until(lambda: right.stats.connected, what="the connection with the right password")
+    wait_until(lambda: wrong.stats.last_error, what="the refusal")
+    assert not wrong.stats.connected and "authori" in wrong.stats.last_error.lower()
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_tls_with_a_private_ca(make_broker, sinks, tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed; it makes the test's certificates")
+    d = tmp_path / "pki"
+    d.mkdir()
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+             "-keyout", "ca.key", "-out", "ca.crt", cwd=d)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key",
+             "-out", "server.csr", cwd=d)
+    (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+             "-days", "2", "-extfile", "san.ext", "-out", "server.crt", cwd=d)
+    broker = make_broker("tls", listener_options=(
+        f"cafile {d / 'ca.crt'}\ncertfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\n"
+    ))  # fmt: skip
+    sink = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam1", tls=True, ca_file=d / "ca.crt"))
+    wait_until(lambda: sink.stats.connected, what="a TLS connection")
+    sink.publish_event(record(1))
+    wait_until(lambda: sink.queued == 0, what="the acknowledgement")
+    # Without our CA the broker's certificate is not trusted: no connection.
+    untrusted = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam2", tls=True))
+    wait_until(lambda: untrusted.stats.last_error, what="the failed handshake")
+    assert not untrusted.stats.connected
+
+
+def test_event_payload_is_compact_json(broker, subscribe, sinks) -> None:
+    sub = subscribe(broker.port, "movinet-edge/cam1/events", persistent=False, client_id="p")
+    sink = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam1", qos=0, retain=True))
+    wait_until(lambda: sink.stats.connected, what="the connection")
+    sink.publish_event({**record(1), "label": "tai chi — 太极"})
+    message = wait_until(lambda: sub.on("movinet-edge/cam1/events"), what="the event")[0]
+    assert json.loads(message.payload)["label"] == "tai chi — 太极" and ", " not in message.payload
