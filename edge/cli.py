@@ -251,6 +251,11 @@ def classify_cmd(
         Path | None,
         typer.Option("--probabilities", help="Also write per-step probabilities to this .csv or .json file."),
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Also write an animation of the frames beside the top-k probabilities over "
+                     "time (.gif or .mp4; needs matplotlib, the 'plot' extra)."),
+    ] = None,
 ) -> None:
     """Classify a whole video clip and print its top-k actions."""
     from .pipeline import check_probabilities_path, classify_clip, write_probabilities
@@ -259,19 +264,26 @@ def classify_cmd(
 
     if probabilities is not None:
         check_probabilities_path(probabilities)
+    if plot is not None:
+        from .plot import FrameRecorder, check_plot_path, write_prediction_plot
+
+        check_plot_path(plot)
     quiet_opencv_logs()
     with VideoFileSource(video) as source:
         classifier = open_classifier(model, labels, threads)
+        recorder = FrameRecorder(classifier) if plot is not None else None
         with Progress(source.frame_count, f"classifying {video.name}", unit="frames") as bar:
             result = classify_clip(
                 source,
-                classifier,
+                recorder or classifier,
                 top_k=top_k,
-                keep_probabilities=probabilities is not None,
+                keep_probabilities=probabilities is not None or plot is not None,
                 on_frame=lambda _frame: bar.update(),
             )
     if probabilities is not None:
         write_probabilities(result, probabilities)
+    if plot is not None and recorder is not None:
+        write_prediction_plot(result, recorder.frames, plot, top_k=top_k)
     if json_output:
         record = {
             "video": str(video),
@@ -288,6 +300,10 @@ def classify_cmd(
 from .service.commands import register as _register_service  # noqa: E402 - serve, install-service
 
 _register_service(app)
+
+from .bench_command import register as _register_bench  # noqa: E402 - bench
+
+_register_bench(app)
 
 
 def main() -> None:

@@ -101,6 +101,25 @@ def export(
     print(f"{target}  ({manifest.precision}, {size / 1e6:.2f} MB, {len(manifest.states)} states)")
 
 
+from .finetune_cli import register as register_finetune  # noqa: E402 - after the callback
+
+register_finetune(app)
+
+
+def _silence_tensorflow_at_exit() -> None:
+    """Keep the error line the last line: TensorFlow logs from finalizers at exit.
+
+    A checkpoint that failed to restore leaves TF objects behind whose
+    finalizers log one "Value in checkpoint could not be found" WARNING per
+    unmatched value when the interpreter exits (over 200 lines for an A1
+    checkpoint given to --model a0), burying the one line that matters.
+    """
+    if "tensorflow" in sys.modules:
+        import logging
+
+        logging.getLogger("tensorflow").setLevel(logging.CRITICAL)
+
+
 def main() -> None:
     """Console entry point: one line per user error, no traceback."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ chatter hides our progress
@@ -108,6 +127,7 @@ def main() -> None:
         app()  # standalone: usage errors are reported by Typer itself (exit 2)
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        _silence_tensorflow_at_exit()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("interrupted; nothing was written", file=sys.stderr)

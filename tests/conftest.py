@@ -80,18 +80,24 @@ def a0_exporter(a0_checkpoint: Path, kinetics_labels: Path, clips: Path):
         checkpoint=str(a0_checkpoint),
         labels=str(kinetics_labels),
         parity_video=clips / "carving_ice.mp4",
+        calibration_videos=[str(clips)],
+        calibration_frames=48,
         progress=True,
     )
     with Exporter(options) as exporter:
         yield exporter
 
 
-def _export(model_cache: Path, request: pytest.FixtureRequest, precision: str) -> Path:
-    name = f"a0_{precision}"
+def _export(model_cache: Path, request: pytest.FixtureRequest, precision: str, recipe: str = "selective") -> Path:
+    name = f"a0_{precision}" + ("" if recipe == "selective" else f"_{recipe}")
     if cached := _cached(model_cache, name):
         return cached
     exporter = request.getfixturevalue("a0_exporter")
-    exporter.export(precision, model_cache / name, force=True)
+    exporter.options.int8_recipe = recipe
+    try:
+        exporter.export(precision, model_cache / name, force=True)
+    finally:
+        exporter.options.int8_recipe = "selective"
     return model_cache / name
 
 
@@ -113,7 +119,14 @@ def dynamic_model_dir(model_cache: Path, request: pytest.FixtureRequest) -> Path
 
 @pytest.fixture(scope="session")
 def int8_model_dir(model_cache: Path, request: pytest.FixtureRequest) -> Path:
+    """Our selective int8 recipe, calibrated on the shared clips with states carried."""
     return _export(model_cache, request, "int8")
+
+
+@pytest.fixture(scope="session")
+def int8_naive_model_dir(model_cache: Path, request: pytest.FixtureRequest) -> Path:
+    """Official-tool style full int8: int8 states whose input and output scales differ."""
+    return _export(model_cache, request, "int8", recipe="naive")
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """`movinet-edge serve` as a real subprocess on a clip looped as a camera: systemd notify
 through a socket the test owns, /healthz and /metrics over HTTP, MQTT through a real
 broker and subscriber (a broker restart loses no QoS-1 event), a fleet of two devices
-on one broker, the last will, and a clean stop on SIGTERM."""
+on one broker, the last will, and a clean stop on SIGTERM and SIGINT."""
 
 from __future__ import annotations
 
@@ -113,8 +113,11 @@ def test_fleet_of_two_devices_and_last_will(looped_clip_config, broker, subscrib
     assert sub.on("fleet/dev-a/availability")[-1].payload == "online"
     assert a.alive()
 
-    assert a.stop(signal.SIGTERM) == 0, a.log()
+    # Ctrl-C (SIGINT) stops as cleanly as SIGTERM.
+    assert a.stop(signal.SIGINT) == 0, a.log()
+    assert "Traceback" not in a.log()
     wait_until(lambda: sub.on("fleet/dev-a/availability")[-1].payload == "offline", what="dev-a offline")
+    wait_until(lambda: sub.events("fleet/dev-a/events")[-1]["kind"] == "end", what="dev-a's end event")
 
 
 def test_unknown_allow_label_is_a_config_error(looped_clip_config, start_service) -> None:

@@ -1,0 +1,119 @@
+"""The bench library and command on a real exported model and clip, with few iterations.
+
+No assert here is about speed (that is what the benchmark reports, not what a
+test can promise on a shared 2-core CI machine): only that every measurement
+is there, consistent and written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from movinet_edge.bench import BenchOptions, bench_models, format_table
+from movinet_edge.errors import EdgeError
+from movinet_edge.reference_loop import ReferenceOptions, ReferenceVideoClassifier, run_reference_loop
+
+
+def test_bench_library_returns_every_measurement(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
+    clip = clips / "carving_ice.mp4"
+    options = BenchOptions(threads=(1, 2), iterations=3, warmup=1, clip=clip, passes=1, cold_starts=1, progress=False)
+    report = bench_models([float_model_dir], options)
+
+    assert len(report.models) == 1
+    m = report.models[0]
+    assert (m.model_id, m.precision, m.resolution) == ("a0", "float32", 172)
+    assert m.runtime in ("ai_edge_litert", "tflite_runtime")
+    assert m.coverage["total_ops"] > 0 and 0 <= m.coverage["delegated_ops"] <= m.coverage["total_ops"]
+    assert [t.threads for t in m.threads] == [1, 2]
+    for t in m.threads:
+        assert t.step.iterations == 3
+        assert 0 < t.step.min_ms <= t.step.median_ms <= t.step.p90_ms
+        ours, ref = t.pipeline, t.reference
+        assert ours is not None and ref is not None
+        # Both loops read every frame of the same clip and feed about 5 of them a second.
+        assert ours.frames == ref.frames == 131
+        assert abs(ours.steps - ref.steps) <= 2 and ours.steps >= 20
+        assert ours.wall_s > 0 and ref.wall_s > 0 and ours.decode_s is not None
+        assert t.overhead_pct is not None and t.reference_ratio is not None and t.reference_ratio > 0
+        assert ref.adapted == []  # a float model runs the reference as published
+    cs = m.cold_start
+    assert cs is not None and cs.threads == 2 and len(cs.runs) == 1
+    assert cs.runs[0] > 0 and cs.peak_rss_mb > 20  # a process with numpy, OpenCV and a model loaded
+
+    out = tmp_path / "bench.json"
+    report.write_json(out)
+    data = json.loads(out.read_text())
+    assert data["machine"]["cores"] >= 1
+    row = data["models"][0]["threads"][0]
+    assert set(row) >= {"step", "pipeline", "reference", "pipeline_overhead_pct", "reference_ratio"}
+    assert math.isclose(row["step"]["fps"], 1000 / row["step"]["median_ms"], rel_tol=1e-3)
+    assert data["models"][0]["cold_start"]["median_s"] > 0
+
+    table = format_table(report)
+    assert table.count("| a0 | float32 |") == 3  # two thread rows and the cold start row
+    assert "Machine: " in table
+
+
+def test_bare_step_without_a_clip(float_model_dir: Path) -> None:
+    report = bench_models([float_model_dir], BenchOptions(threads=(1,), iterations=2, warmup=0, progress=False))
+    (t,) = report.models[0].threads
+    assert t.pipeline is None and t.reference is None and t.overhead_pct is None
+    assert report.models[0].cold_start is None
+    assert "| - |" in format_table(report)
+
+
+def test_a_model_that_cannot_load_is_a_result_not_a_crash(tmp_path: Path, float_model_dir: Path) -> None:
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"not a flatbuffer at all")
+    report = bench_models([broken, float_model_dir], BenchOptions(threads=(1,), iterations=1, warmup=0, progress=False))
+    failed, ok = report.models
+    assert failed.error is not None and "not a TFLite model" in failed.error and failed.threads == []
+    assert ok.error is None and len(ok.threads) == 1
+    assert "failed: " in format_table(report)
+
+
+def test_bad_options_are_edge_errors(tmp_path: Path) -> None:
+    with pytest.raises(EdgeError, match="thread counts must be at least 1"):
+        BenchOptions(threads=(0,))
+    with pytest.raises(EdgeError, match="clip .* does not exist"):
+        BenchOptions(clip=tmp_path / "missing.mp4")
+
+
+def test_reference_loop_classifies_like_the_example(float_model_dir: Path, clips: Path) -> None:
+    reference = ReferenceVideoClassifier(
+        float_model_dir / "model.tflite", float_model_dir / "labels.txt", ReferenceOptions(max_results=3)
+    )
+    run = run_reference_loop(reference, clips / "rope_pushdown.mp4")
+    assert run.frames_read == 50 and run.steps == 50  # a 5 fps clip: every frame is fed
+    assert len(run.last) == 3
+    scores = [c.score for c in run.last]
+    assert scores == sorted(scores, reverse=True) and all(0 < s < 1 for s in scores)
+    assert len(run.classify_ms) == run.steps
+
+
+def test_bench_command_prints_the_table_and_writes_json(tmp_path: Path, float_model_dir: Path) -> None:
+    script = Path(sys.executable).with_name("movinet-edge")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "movinet_edge.cli"]
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if k != "MOVINET_EDGE_MODEL"}
+    result = subprocess.run(
+        [*command, "bench", str(float_model_dir), "--threads", "1", "--iterations", "2", "--warmup", "0",
+         "--json", str(out), "--quiet"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("| model | precision | runtime | threads |")
+    data = json.loads(out.read_text())
+    assert np.isfinite(data["models"][0]["threads"][0]["step"]["median_ms"])
+
+    bad = subprocess.run([*command, "bench", str(float_model_dir), "--json", str(tmp_path / "x.txt")],
+                         capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == f"error: --json {tmp_path / 'x.txt'}: use a .json file name"

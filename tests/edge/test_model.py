@@ -1,0 +1,102 @@
+"""StreamingClassifier against models written by our own exporter."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from movinet_edge.clip import load_clip
+from movinet_edge.errors import EdgeError
+from movinet_edge.manifest import load_manifest
+from movinet_edge.model import StreamingClassifier, dequantize
+
+
+@pytest.fixture(scope="module")
+def frames(clips: Path) -> np.ndarray:
+    return load_clip(clips / "carving_ice.mp4", 5.0, 172)
+
+
+def test_states_follow_the_manifest_and_advance(float_model_dir: Path, frames: np.ndarray) -> None:
+    clf = StreamingClassifier.open(float_model_dir, num_threads=1)
+    manifest = load_manifest(float_model_dir / "manifest.json")
+    assert [s.name for s in clf.states] == [s.name for s in manifest.states]
+    assert len(clf.states) == 43
+    assert clf.fps == 5.0 and clf.resolution == 172 and len(clf.labels) == 600
+    for i in range(3):
+        probs = clf.step(frames[i])
+        assert probs.shape == (600,) and abs(float(probs.sum()) - 1.0) < 1e-4
+    assert clf.history_frames == 3
+    counts = [s.input_view().item() for s in clf.states if s.kind == "pool_frame_count"]
+    assert counts == [3] * 16
+    clf.reset()
+    assert clf.history_frames == 0
+    assert all(not s.input_view().any() for s in clf.states)
+
+
+def test_runs_without_manifest_from_the_signature(float_model_dir: Path, tmp_path: Path, frames: np.ndarray) -> None:
+    """A bare .tflite from another tool: everything comes from the signature."""
+    bare = tmp_path / "other_tool.tflite"
+    shutil.copy(float_model_dir / "model.tflite", bare)
+    clf = StreamingClassifier.open(bare)
+    assert clf.manifest is None
+    assert clf.fps == 5.0 and clf.resolution == 172
+    assert clf.labels[0] == "class_0" and len(clf.labels) == 600
+    with_manifest = StreamingClassifier.open(float_model_dir)
+    for frame in frames[:4]:
+        np.testing.assert_allclose(clf.step_logits(frame), with_manifest.step_logits(frame), atol=1e-6)
+
+
+def test_label_count_mismatch_is_one_line(float_model_dir: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\n")
+    with pytest.raises(EdgeError, match="labels have 3 entries but the model has 600 classes"):
+        StreamingClassifier.open(float_model_dir, labels=labels)
+
+
+def test_rejects_a_file_that_is_not_tflite(tmp_path: Path) -> None:
+    fake = tmp_path / "model.tflite"
+    fake.write_bytes(b"this is not a flatbuffer at all")
+    with pytest.raises(EdgeError, match="is not a TFLite model"):
+        StreamingClassifier.open(fake)
+
+
+def test_rejects_a_model_that_is_not_a_streaming_movinet(tmp_path: Path) -> None:
+    tf = pytest.importorskip("tensorflow")
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32, name="x")])
+    def classify(x):
+        return {"logits": tf.nn.relu(x) * 2.0}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([classify.get_concrete_function()])
+    path = tmp_path / "image_classifier.tflite"
+    path.write_bytes(converter.convert())
+    with pytest.raises(EdgeError, match="not a streaming MoViNet"):
+        StreamingClassifier.open(path)
+
+
+def test_naive_int8_states_start_at_zero_point_and_are_requantized(int8_naive_model_dir: Path, frames: np.ndarray) -> None:
+    clf = StreamingClassifier.open(int8_naive_model_dir, num_threads=1)
+    quantized = [s for s in clf.states if s.input_quantization is not None]
+    assert quantized, "the naive recipe makes int8 states"
+    # 'Nothing seen' is the real value 0, i.e. the zero point, not the integer 0.
+    for s in quantized:
+        assert np.all(s.input_view() == s.input_quantization.zero_point)
+    differing = [s for s in quantized if s.needs_requantization]
+    assert differing, "expected states whose output and input scales differ"
+    clf.step_logits(frames[0])
+    # The carried state must mean the same real value as the output it came from.
+    for s in differing:
+        out_real = dequantize(s.output_view(), s.output_quantization)
+        in_real = dequantize(s.input_view(), s.input_quantization)
+        step = s.input_quantization.scale
+        inside = (out_real >= dequantize(np.array([-128]), s.input_quantization)[0]) & (
+            out_real <= dequantize(np.array([127]), s.input_quantization)[0]
+        )
+        np.testing.assert_array_less(np.abs(in_real - out_real)[inside], step * 0.5 + 1e-6)
+        # A plain byte copy would have carried a different value.
+        wrong = dequantize(s.output_view().copy(), s.input_quantization)
+        if np.abs(out_real).max() > 2 * step:
+            assert np.abs(wrong - out_real).max() > step

@@ -1,0 +1,412 @@
+"""Fine-tuning on labelled videos: data discovery, clips, metrics, training, export, streaming.
+
+The dataset is written to disk as real .mp4 files (OpenCV's writer, 10 fps,
+non-square, so the reader's fps sampling and centre crop are exercised) with
+one unreadable file and one non-video file mixed in. Its classes are motion
+*speeds* built from :func:`movinet_export.synthetic.motion_clip`: "still",
+"slow" and "fast". Every single frame comes from the same distribution
+(random shape, colours, noise, position), so only temporal change tells the
+classes apart: a model that ignores time stays at chance (33 %).
+
+Why speeds and not the synthetic module's 8 directions: with no pretrained
+weights to download here, the start is random, and a randomly initialised A0
+did not learn direction within CI's budget (measured: still at chance after
+800 steps at 32 px). Speed needs temporal filters too, but not their sign.
+
+Why the start checkpoint opens the residual branches: MoViNet's blocks scale
+their bottleneck by a ReZero weight initialised to 0, so a *fresh* model has
+no temporal processing at all (its output is invariant to frame order).
+Every trained checkpoint has those weights away from zero; the test's start
+sets them to 1 and keeps everything else random, which is what a backbone
+that computes something over time looks like before it is any good.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from movinet_edge.clip import load_clip
+from movinet_edge.preprocess import ResizePolicy
+from movinet_export.errors import ExportError
+from movinet_export.synthetic import DIRECTIONS, motion_clip
+
+SPEEDS = {"still": 0, "slow": 1, "fast": 6}  # video frames the object skips per written frame
+VIDEO_FPS = 10.0  # written rate; A0 samples 5 fps, every other frame
+RESOLUTION = 64
+FRAMES = 8
+TRAIN_PER_CLASS = 32
+VAL_PER_CLASS = 8  # picks the best epoch, so that the test accuracy is not picked
+TEST_PER_CLASS = 16
+EPOCHS = 16  # 12 steps an epoch
+REPO = Path(__file__).resolve().parents[2]
+
+
+# ---- the synthetic dataset ------------------------------------------------------
+def speed_clip(speed: int, rng: np.random.Generator, frames: int = 24, size: int = 96) -> np.ndarray:
+    """uint8 [frames, 72, 96, 3]: a shape moving at ``speed`` (0: standing still), any direction."""
+    direction = int(rng.integers(0, len(DIRECTIONS)))
+    if speed == 0:
+        clip = np.repeat(motion_clip(direction, size, 1, rng), frames, axis=0)
+    else:
+        clip = motion_clip(direction, size, frames * speed, rng)[::speed]
+    return clip[:, size // 8 : size - size // 8]  # 4:3, so the reader must crop
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float = VIDEO_FPS) -> None:
+    height, width = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    assert writer.isOpened(), "OpenCV cannot write mp4v here"
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+def write_dataset(root: Path, per_class: dict[str, int], seed: int = 0, split: str | None = None) -> Path:
+    """root[/split]/<class>/<nnn>.mp4 for every speed class."""
+    rng = np.random.default_rng(seed)
+    base = root / split if split else root
+    for name, count in per_class.items():
+        folder = base / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            write_video(folder / f"{name}_{i:03d}.mp4", speed_clip(SPEEDS[name], rng))
+    return root
+
+
+def save_active_start_checkpoint(folder: Path, resolution: int = RESOLUTION, seed: int = 0) -> str:
+    """A random A0 stream checkpoint (600 classes, official layout) with its residual branches open."""
+    import tensorflow as tf
+
+    from movinet_export.build import ModelConfig, build_clip_model
+    from movinet_export.zoo import lookup
+
+    tf.keras.utils.set_random_seed(seed)
+    model = build_clip_model(ModelConfig.from_zoo(lookup("a0"), resolution, 600))
+    opened = 0
+    for weight in model.weights:
+        if "/rezero/" in weight.name or weight.name.split("/")[-1].startswith("scale"):
+            weight.assign(tf.ones_like(weight))
+            opened += 1
+    assert opened > 0, "found no ReZero weights to open; has the MoViNet block changed?"
+    # Batch-norm statistics measured on motion clips, as a trained checkpoint has them.
+    import tf_keras
+
+    from movinet_export.synthetic import motion_dataset
+
+    norms = [layer for layer in model.submodules if isinstance(layer, tf_keras.layers.BatchNormalization)]
+    for layer in norms:
+        layer.momentum = 0.0  # one batch sets the moving statistics outright
+    clips, _ = motion_dataset(32, resolution, FRAMES, seed=seed + 100)
+    model(tf.constant(clips, tf.float32) / 255.0, training=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    return tf.train.Checkpoint(model=model).save(str(folder / "ckpt"))
+
+
+def run_export_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "movinet_export.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Class-folder layout, 4 videos a class, one unreadable .mp4 and a README."""
+    root = write_dataset(tmp_path_factory.mktemp("small"), {name: 4 for name in SPEEDS})
+    (root / "slow" / "truncated.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
+    (root / "README.txt").write_text("not a class\n")
+    (root / "fast" / "notes.txt").write_text("not a video\n")
+    return root
+
+
+# ---- discovery ---------------------------------------------------------------------
+def test_class_folders_are_split_stratified_and_unreadable_videos_reported(small_dataset: Path, capsys) -> None:
+    from movinet_export.video_dataset import discover
+
+    data = discover(small_dataset, test_fraction=0.25, seed=0, progress=True)
+    assert data.layout == "class-folders"
+    assert data.classes == sorted(SPEEDS)  # fast, slow, still
+    assert [s.path.name for s in data.skipped] == ["truncated.mp4"]
+    assert "skipping unreadable video" in capsys.readouterr().err
+    assert data.ignored_files == 1  # notes.txt; README.txt is not in a class folder
+    counts = data.counts()
+    assert counts["test"] == [1, 1, 1] and counts["train"] == [3, 3, 3]
+    assert not {v.path for v in data.train} & {v.path for v in data.test}
+    assert all(v.duration and 2.0 < v.duration < 3.0 for v in data.train)  # 24 frames at 10 fps
+    assert data.selection_split == "test" and data.test_held_out
+    again = discover(small_dataset, test_fraction=0.25, seed=0, progress=False)
+    assert [v.path for v in again.test] == [v.path for v in data.test]
+
+
+def test_split_folders_with_val(tmp_path: Path) -> None:
+    from movinet_export.video_dataset import discover
+
+    write_dataset(tmp_path, {"still": 2, "fast": 2}, split="train")
+    write_dataset(tmp_path, {"still": 1, "fast": 1}, split="validation", seed=1)
+    write_dataset(tmp_path, {"fast": 1}, split="test", seed=2)
+    data = discover(tmp_path, progress=False)
+    assert data.layout == "split-folders"
+    assert data.classes == ["fast", "still"]
+    assert (len(data.train), len(data.val), len(data.test)) == (4, 2, 1)
+    assert data.selection_split == "val" and not data.test_held_out
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ({}, "no class folders"),
+        ({"still": 2}, "only one class (still)"),
+        ({"still": 2, "fast": 0}, "class fast has no readable training videos"),
+    ],
+)
+def test_unusable_data_dirs_fail_with_one_line(tmp_path: Path, layout: dict[str, int], message: str) -> None:
+    from movinet_export.video_dataset import discover
+
+    write_dataset(tmp_path, layout)
+    with pytest.raises(ExportError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
+        discover(tmp_path, progress=False)
+    assert "\n" not in str(info.value)
+
+
+def test_all_videos_unreadable_fails(tmp_path: Path) -> None:
+    from movinet_export.video_dataset import discover
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x.mp4").write_bytes(b"garbage" * 50)
+    with pytest.raises(ExportError, match="none of the 2 videos"):
+        discover(tmp_path, progress=False)
+
+
+def test_test_class_unknown_to_train_fails(tmp_path: Path) -> None:
+    from movinet_export.video_dataset import discover
+
+    write_dataset(tmp_path, {"still": 1, "fast": 1}, split="train")
+    write_dataset(tmp_path, {"slow": 1}, split="test")
+    with pytest.raises(ExportError, match="every test/val class needs training videos"):
+        discover(tmp_path, progress=False)
+
+
+def test_cli_errors_are_one_line_and_fast(tmp_path: Path, small_dataset: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_export_cli("finetune", empty, "--output", tmp_path / "out")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: no class folders in {empty}; "
+                                                  "put the videos of each class in a folder named after it"]
+    existing = tmp_path / "exists"
+    existing.mkdir()
+    result = run_export_cli("finetune", small_dataset, "--output", existing)
+    assert result.returncode == 2
+    assert "already exists; pass --force" in result.stderr and "Traceback" not in result.stderr
+    result = run_export_cli("finetune", small_dataset, "--unfreeze", "some", "--output", tmp_path / "o2")
+    assert result.returncode == 2 and "--unfreeze 'some'" in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "o2").exists()
+
+
+# ---- clips: train == inference -------------------------------------------------------
+@pytest.mark.parametrize("policy", [ResizePolicy.CROP, ResizePolicy.PAD])
+def test_evaluation_clip_is_the_device_clip(clips: Path, policy: ResizePolicy) -> None:
+    from movinet_export.clip_pipeline import ClipSpec, augment, read_window
+
+    video = clips / "carving_ice.mp4"  # 29.6 fps: the sampler keeps about every 6th frame
+    spec = ClipSpec(fps=5.0, resolution=96, frames=8, policy=policy)
+    window = read_window(video, spec)
+    np.testing.assert_array_equal(window, load_clip(video, 5.0, 96, policy, max_frames=8))
+    values = augment(window, np.array([1.0, 0.5, 0.5, 0.0, 1.0, 0.0], np.float32))
+    assert values.dtype == np.float32 and values.min() >= 0.0 and values.max() <= 1.0
+    np.testing.assert_allclose(values * 255.0, window, atol=1e-3)  # identity augmentation: just /255
+    later = read_window(video, spec, start=1.0)
+    whole = load_clip(video, 5.0, 96, policy)
+    assert any(np.array_equal(later[0], frame) for frame in whole[4:7])  # starts about 1 s in
+
+
+def test_short_video_is_padded_with_its_last_frame(tmp_path: Path) -> None:
+    from movinet_export.clip_pipeline import ClipSpec, read_window
+
+    path = tmp_path / "short.mp4"
+    write_video(path, speed_clip(1, np.random.default_rng(0), frames=6))  # 3 frames at 5 fps
+    clip = read_window(path, ClipSpec(5.0, 64, 8))
+    assert clip.shape == (8, 64, 64, 3)
+    assert all(np.array_equal(clip[i], clip[2]) for i in range(3, 8))
+    assert not np.array_equal(clip[0], clip[2])
+
+
+def test_training_pipeline_is_seeded_and_in_range(small_dataset: Path) -> None:
+    from movinet_export.clip_pipeline import Augmentation, ClipPipeline, ClipSpec
+    from movinet_export.video_dataset import discover
+
+    data = discover(small_dataset, progress=False)
+    pipeline = ClipPipeline(ClipSpec(5.0, 64, 4), Augmentation(), batch_size=4, workers=2, seed=3)
+    first = [(x.numpy(), y.numpy()) for x, y in pipeline.training(data.train, epoch=1)]
+    again = [(x.numpy(), y.numpy()) for x, y in pipeline.training(data.train, epoch=1)]
+    other = [(x.numpy(), y.numpy()) for x, y in pipeline.training(data.train, epoch=2)]
+    assert len(first) == len(data.train) // 4  # full batches only
+    assert first[0][0].shape == (4, 4, 64, 64, 3) and first[0][0].dtype == np.float32
+    assert all(0.0 <= x.min() and x.max() <= 1.0 for x, _ in first)
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(first, again))
+    assert not all(np.array_equal(a[1], b[1]) and np.allclose(a[0], b[0]) for a, b in zip(first, other))
+
+
+# ---- metrics -----------------------------------------------------------------------------
+def test_metrics_and_confusion_matrix_files(tmp_path: Path) -> None:
+    from movinet_export.evaluation import evaluate, plot_confusion
+
+    labels = ["a", "b", "c"]
+    true = np.array([0, 0, 1, 1, 1, 2])
+    predicted = np.array([0, 1, 1, 1, 0, 1])
+    result = evaluate("test", labels, true, predicted)
+    assert result.confusion == [[1, 1, 0], [1, 2, 0], [0, 1, 0]]
+    assert result.accuracy == pytest.approx(3 / 6)
+    a, b, c = result.per_class
+    assert (a.precision, a.recall, a.support) == (pytest.approx(0.5), pytest.approx(0.5), 2)
+    assert (b.precision, b.recall) == (pytest.approx(0.5), pytest.approx(2 / 3))
+    assert c.precision is None and c.recall == 0.0 and c.f1 is None  # never predicted
+    png = tmp_path / "cm.png"
+    plot_confusion(result, png)
+    image = cv2.imread(str(png))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image is not None and image.shape[0] >= 300
+    assert json.loads(json.dumps(result.to_dict()))["per_class"][2]["precision"] is None
+
+
+# ---- the whole run: train, evaluate, export, stream ---------------------------------------
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """``movinet-export finetune ... --export`` as a user runs it, once for the tests below."""
+    root = tmp_path_factory.mktemp("finetune")
+    data = root / "speeds"
+    write_dataset(data, {name: TRAIN_PER_CLASS for name in SPEEDS}, seed=0, split="train")
+    write_dataset(data, {name: VAL_PER_CLASS for name in SPEEDS}, seed=1, split="val")
+    write_dataset(data, {name: TEST_PER_CLASS for name in SPEEDS}, seed=2, split="test")
+    (data / "train" / "fast" / "broken.mp4").write_bytes(b"this is not a video" * 20)
+    start = save_active_start_checkpoint(root / "start")
+    output = root / "out"
+    precisions = ["float32", "int8"]
+    result = run_export_cli(
+        "finetune", data, "--checkpoint", start, "--resolution", RESOLUTION, "--frames", FRAMES,
+        "--epochs", EPOCHS, "--batch-size", 8, "--unfreeze", "all", "--seed", 0, "--output", output,
+        "--export", *sum((["--precision", p] for p in precisions), []),
+    )
+    print(result.stderr[-6000:])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {"output": output, "data": data, "stdout": result.stdout, "stderr": result.stderr}
+
+
+@pytest.mark.slow
+def test_finetune_learns_well_above_chance(finetuned: dict) -> None:
+    output = finetuned["output"]
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["classes"] == ["fast", "slow", "still"]
+    assert (output / "labels.txt").read_text().splitlines() == ["fast", "slow", "still"]
+    assert metrics["test"]["count"] == 3 * TEST_PER_CLASS
+    # Chance is 33 %. Measured 62-71 % over runs of this recipe on a shared 2-core machine;
+    # 50 % of 48 test videos is beyond what chance reaches (p ~ 1 %) and below what training does.
+    assert metrics["test"]["accuracy"] >= 0.5, metrics["history"]
+    assert metrics["selected_on"] == "val" and metrics["val"]["count"] == 3 * VAL_PER_CLASS
+    assert metrics["epochs_run"] == EPOCHS and sum(h["best"] for h in metrics["history"]) == 1
+    assert [s["path"].endswith("broken.mp4") for s in metrics["data"]["skipped_unreadable"]] == [True]
+    assert "skipping unreadable video" in finetuned["stderr"] and "broken.mp4" in finetuned["stderr"]
+    assert "epoch 1/" in finetuned["stderr"] and f"epoch {EPOCHS}/{EPOCHS}" in finetuned["stderr"]
+    for per_class in metrics["test"]["per_class"]:
+        assert per_class["support"] == TEST_PER_CLASS
+        assert per_class["recall"] is not None and 0.0 <= per_class["recall"] <= 1.0
+
+
+@pytest.mark.slow
+def test_confusion_matrix_files(finetuned: dict) -> None:
+    output = finetuned["output"]
+    confusion = json.loads((output / "confusion_matrix.json").read_text())
+    matrix = np.array(confusion["matrix"])
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert confusion["labels"] == ["fast", "slow", "still"] and matrix.shape == (3, 3)
+    assert matrix.sum() == 3 * TEST_PER_CLASS and list(matrix.sum(axis=1)) == [TEST_PER_CLASS] * 3
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(metrics["test"]["accuracy"])
+    image = cv2.imread(str(output / "confusion_matrix.png"))
+    assert image is not None and min(image.shape[:2]) >= 300
+
+
+@pytest.mark.slow
+def test_checkpoint_is_official_layout_and_exports(finetuned: dict) -> None:
+    from movinet_export.build import checkpoint_num_classes
+    from movinet_export.checkpoints import resolve_checkpoint
+
+    output = finetuned["output"]
+    ref = resolve_checkpoint(str(output), output / "cache", progress=False)
+    assert checkpoint_num_classes(ref.prefix) == 3
+    manifest = json.loads((output / "a0_stream_float32" / "manifest.json").read_text())
+    assert manifest["num_classes"] == 3 and manifest["resolution"] == RESOLUTION
+    assert (output / "a0_stream_float32" / "labels.txt").read_text().splitlines() == ["fast", "slow", "still"]
+    parity = manifest["parity"]
+    assert parity["clip"].endswith(".mp4") and "test" in parity["clip"]  # a video of the user's test split
+    assert parity["tflite_vs_tf_max_abs_logit_diff"] < 1e-4
+    assert parity["clip_vs_stream_max_abs_logit_diff"] < 1e-3
+    assert str(output / "a0_stream_float32") in finetuned["stdout"]
+
+
+@pytest.fixture(scope="module")
+def test_clips(finetuned: dict) -> dict:
+    """The test split as training evaluated it, and the fine-tuned clip model's logits on it."""
+    import tensorflow as tf
+
+    from movinet_export.build import ModelConfig, build_clip_model, restore
+    from movinet_export.zoo import lookup
+
+    output = finetuned["output"]
+    classes = json.loads((output / "metrics.json").read_text())["classes"]
+    videos = sorted((finetuned["data"] / "test").rglob("*.mp4"))
+    frames = [load_clip(video, 5.0, RESOLUTION, max_frames=FRAMES) for video in videos]
+    model = build_clip_model(ModelConfig.from_zoo(lookup("a0"), RESOLUTION, len(classes)))
+    restore(model, tf.train.latest_checkpoint(str(output)), "fine-tuned A0")
+    batch = tf.constant(np.stack(frames), tf.float32) / 255.0
+    logits = np.concatenate([model(batch[i : i + 16], training=False).numpy() for i in range(0, len(frames), 16)])
+    return {"frames": frames, "true": np.array([classes.index(v.parent.name) for v in videos]), "clip": logits}
+
+
+def streamed_last_logits(model_dir: Path, clips: list[np.ndarray]) -> np.ndarray:
+    """The exported TFLite fed each clip frame by frame through the edge runtime: logits after the last frame."""
+    from movinet_edge.model import StreamingClassifier
+
+    streamer = StreamingClassifier.open(model_dir)
+    out = []
+    for frames in clips:
+        streamer.reset()
+        for frame in frames:
+            last = streamer.step_logits(frame)
+        out.append(last)
+    return np.stack(out)
+
+
+@pytest.mark.slow
+def test_streamed_float32_matches_the_finetuned_clip_model(finetuned: dict, test_clips: dict) -> None:
+    output = finetuned["output"]
+    clip = test_clips["clip"]
+    stream = streamed_last_logits(output / "a0_stream_float32", test_clips["frames"])
+    print(f"float32 stream vs clip: max |logit diff| {np.abs(clip - stream).max():.3g} over {len(clip)} videos")
+    assert np.abs(clip - stream).max() < 1e-4
+    assert np.array_equal(clip.argmax(-1), stream.argmax(-1))
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert np.mean(stream.argmax(-1) == test_clips["true"]) == pytest.approx(metrics["test"]["accuracy"])
+
+
+@pytest.mark.slow
+def test_streamed_int8_agrees_with_the_finetuned_clip_model(finetuned: dict, test_clips: dict) -> None:
+    output = finetuned["output"]
+    manifest = json.loads((output / "a0_stream_int8" / "manifest.json").read_text())
+    assert manifest["precision"] == "int8" and manifest["num_classes"] == 3
+    clip, true = test_clips["clip"], test_clips["true"]
+    stream = streamed_last_logits(output / "a0_stream_int8", test_clips["frames"])
+    agreement = float(np.mean(clip.argmax(-1) == stream.argmax(-1)))
+    accuracy = float(np.mean(stream.argmax(-1) == true))
+    print(f"int8 stream vs clip: top-1 agreement {agreement:.1%}, max |logit diff| {np.abs(clip - stream).max():.3g}, "
+          f"accuracy {accuracy:.1%} (float {np.mean(clip.argmax(-1) == true):.1%})")
+    # Measured: 71 % agreement, 58 % accuracy (float 65 %). This weakly trained model has small
+    # logit margins (median 1.7), so int8 flips close calls; chance agreement would be ~33 %.
+    assert agreement >= 0.6
+    assert accuracy >= 0.45
