@@ -106,6 +106,10 @@ from .finetune_cli import register as register_finetune  # noqa: E402 - after th
 register_finetune(app)
 
 
+# Top-level modules of the [export] extra (tensorflow, tf-keras, tf-models-official).
+EXPORT_MODULES = frozenset({"tensorflow", "tf_keras", "official", "keras", "tensorflow_hub"})
+
+
 def _silence_tensorflow_at_exit() -> None:
     """Keep the error line the last line: TensorFlow logs from finalizers at exit.
 
@@ -129,6 +133,13 @@ def main() -> None:
         print(f"error: {exc}", file=sys.stderr)
         _silence_tensorflow_at_exit()
         sys.exit(exc.exit_code)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] not in EXPORT_MODULES:
+            raise
+        # A device install (pip install movinet-edge) has the command but not TensorFlow.
+        print(f"error: movinet-export needs {exc.name.split('.')[0]}, which the base install leaves out;"
+              " install the workstation extra: pip install 'movinet-edge[export]'", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted; nothing was written", file=sys.stderr)
         sys.exit(130)
