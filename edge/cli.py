@@ -51,6 +51,13 @@ class Smoothing(str, Enum):
     none = "none"
 
 
+class WindowPolicyName(str, Enum):
+    """Typer needs an Enum it can import without numpy; mirrors windowing.WindowPolicy."""
+
+    rescale = "rescale"
+    dual = "dual"
+
+
 def resolve_model(model: Path | None) -> Path:
     """--model, else $MOVINET_EDGE_MODEL, else the exporter's default output folders under CWD."""
     if model is not None:
@@ -160,6 +167,14 @@ def live(
         ),
     ] = None,
     no_window: Annotated[bool, typer.Option("--no-window", help="Keep all history (no long-stream window).")] = False,
+    window_policy: Annotated[
+        WindowPolicyName,
+        typer.Option(
+            "--window-policy",
+            help="rescale: shrink the pooled history to half a window when full (one invoke a frame); "
+            "dual: two state sets half a window apart, reset in turn (exact, twice the compute).",
+        ),
+    ] = WindowPolicyName.rescale,
     save: Annotated[Path | None, typer.Option("--save", help="Write the annotated video here (.mp4).")] = None,
     display: Annotated[bool, typer.Option("--display", help="Show the annotated video in a window.")] = False,
     max_steps: Annotated[
@@ -213,12 +228,12 @@ def live(
         else:
             windowed = spec.live  # long streams need it; a file is one clip
         if windowed:
-            from .windowing import WindowedClassifier
+            from .windowing import DEFAULT_WINDOW_SECONDS, WindowedClassifier
 
-            classifier = (
-                WindowedClassifier(classifier, window_seconds=window_seconds)
-                if window_seconds is not None
-                else WindowedClassifier(classifier)
+            classifier = WindowedClassifier(
+                classifier,
+                window_seconds=window_seconds if window_seconds is not None else DEFAULT_WINDOW_SECONDS,
+                policy=window_policy.value,
             )
         sinks: list[Any] = [JsonLinesSink(sys.stdout) if json_output else ConsoleSink(sys.stdout)]
         if save is not None:

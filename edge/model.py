@@ -306,7 +306,13 @@ class StreamingClassifier:
     def step_square(self, square: np.ndarray) -> np.ndarray:
         """Feed one frame already at the model resolution (see :meth:`prepare`); float32 logits."""
         self._encoder.encode_into(square, self._image_view())
-        self.interpreter.invoke()
+        try:
+            self.interpreter.invoke()
+        except RuntimeError as exc:  # an op this runtime lacks, e.g. int8 DIV on tflite-runtime 2.14
+            raise EdgeError(
+                f"{self.runtime.name} {self.runtime.version} cannot run {self.model_path}: "
+                f"{' '.join(str(exc).split())[:300]}; try another runtime or a float/selective int8 export"
+            ) from None
         logits = dequantize(self._logits_view().reshape(-1), self._logits_quantization).copy()
         for s in self.states:
             s.carry()

@@ -133,6 +133,9 @@ class WindowSection:
 
     enabled: bool | None = None
     seconds: float | None = field(default=None, metadata=_opt(_positive))
+    # rescale: one invoke a frame, pools shrunk to half a window when full;
+    # dual: two state sets W/2 apart, exact windows at twice the compute.
+    policy: str = field(default="rescale", metadata=_opt(_one_of(("rescale", "dual"))))
 
 
 @dataclass

@@ -216,15 +216,10 @@ def _open_classifier(config: ServiceConfig) -> Any:
     classifier = open_classifier(config.model.path, config.model.labels, config.model.threads)
     if not config.windowed():
         return classifier
-    try:
-        from ..windowing import WindowedClassifier  # type: ignore[import-not-found]
-    except ImportError:
-        raise EdgeError(
-            "this installation has no long-stream window (movinet_edge.windowing); set [window] enabled = false"
-        ) from None
-    if config.window.seconds is not None:
-        return WindowedClassifier(classifier, window_seconds=config.window.seconds)
-    return WindowedClassifier(classifier)
+    from ..windowing import DEFAULT_WINDOW_SECONDS, WindowedClassifier
+
+    seconds = config.window.seconds if config.window.seconds is not None else DEFAULT_WINDOW_SECONDS
+    return WindowedClassifier(classifier, window_seconds=seconds, policy=config.window.policy)
 
 
 def _output_sinks(config: ServiceConfig, source: Any) -> list[Any]:

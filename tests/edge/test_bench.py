@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from movinet_edge.bench import BenchOptions, bench_models, format_table
+from movinet_edge.bench import BenchOptions, bench_models, cold_start_once, format_table
 from movinet_edge.errors import EdgeError
 from movinet_edge.reference_loop import ReferenceOptions, ReferenceVideoClassifier, run_reference_loop
 
@@ -46,6 +46,7 @@ def test_bench_library_returns_every_measurement(tmp_path: Path, float_model_dir
     cs = m.cold_start
     assert cs is not None and cs.threads == 2 and len(cs.runs) == 1
     assert cs.runs[0] > 0 and cs.peak_rss_mb > 20  # a process with numpy, OpenCV and a model loaded
+    assert cs.peak_rss_mb < 400
 
     out = tmp_path / "bench.json"
     report.write_json(out)
@@ -117,3 +118,12 @@ def test_bench_command_prints_the_table_and_writes_json(tmp_path: Path, float_mo
                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
     assert bad.returncode == 2
     assert bad.stderr.strip() == f"error: --json {tmp_path / 'x.txt'}: use a .json file name"
+
+
+def test_peak_rss_is_the_childs_own(float_model_dir: Path, clips: Path) -> None:
+    """Linux hands a forked child the parent's high-water RSS across exec; a bench
+    holding models reported 225 MB for every run that way. A parent with 600 MB
+    touched must not change the measured peak of a movinet-edge run."""
+    ballast = np.ones(600 * 2**20, np.uint8)
+    _, peak_mb, _ = cold_start_once(float_model_dir, clips / "carving_ice.mp4", threads=1)
+    assert ballast.sum() > 0 and 20 < peak_mb < 400

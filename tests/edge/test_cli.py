@@ -261,6 +261,24 @@ def test_live_file_json_lines(tmp_path: Path, float_model_dir: Path, clips: Path
     assert result.stderr.startswith("movinet-edge: ") and "7 steps" in result.stderr
 
 
+def test_live_window_policies(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
+    """The long-stream window on a file (off by default there), both policies, through the CLI."""
+    steps = {}
+    for policy in ("rescale", "dual"):
+        result = run("--video", clips / "rope_pushdown.mp4", "--model", float_model_dir, "--json",
+                     "--window-seconds", "1", "--window-policy", policy, "--max-steps", "12", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        records = [json.loads(line) for line in result.stdout.splitlines()]
+        steps[policy] = [r["top_k"][0]["score"] for r in records if r["type"] == "prediction"]
+    assert len(steps["rescale"]) == len(steps["dual"]) == 12
+    # Identical until the first window event (5 frames at 5 fps), different after.
+    assert steps["rescale"][:5] == pytest.approx(steps["dual"][:5], abs=1e-5)
+    assert steps["rescale"][6:] != pytest.approx(steps["dual"][6:], abs=1e-5)
+    bad = run("--video", clips / "rope_pushdown.mp4", "--model", float_model_dir, "--window-policy", "sliding",
+              cwd=tmp_path)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
 def test_live_console_and_annotated_video(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
     out = tmp_path / "annotated.mp4"
     result = run("--video", clips / "carving_ice.mp4", "--model", float_model_dir, "--save", out, cwd=tmp_path)

@@ -29,3 +29,23 @@ def official_tarball(checkpoint_dir: Path, model_id: str, out: Path) -> Path:
         for file in sorted(checkpoint_dir.iterdir()):
             tar.add(file, arcname=f"{name}/{file.name}")
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python tests/helpers/checkpoints.py DIR [--model a0]``: a random-init checkpoint to try the
+    export offline (its predictions mean nothing; the official weights give real ones)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--model", default="a0", help="a0..a5")
+    parser.add_argument("--resolution", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    prefix = save_random_checkpoint(args.folder, args.model, args.resolution, args.seed)
+    print(f"{prefix}  (random init, official layout: pass it with --checkpoint {args.folder})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -60,6 +60,7 @@ def test_every_problem_is_reported_one_line_each(tmp_path: Path) -> None:
         '[source]\ncamera = "0"\nvideo = "missing.mp4"\n'
         "[events]\nstart_threshold = 0.2\nend_threshold = 0.4\n"
         '[smoothing]\nalpha = "high"\n'
+        '[window]\npolicy = "sliding"\n'
         '[http]\nlisten = "localhost"\n'
         '[mqtt]\nhost = "broker"\nqos = 3\ntopic_prefix = "a/#"\n'
         '[mqtt.tls]\nenabled = true\ncert_file = "client.pem"\n'
@@ -73,6 +74,7 @@ def test_every_problem_is_reported_one_line_each(tmp_path: Path) -> None:
         r"\[model\] top_k: must be at least 1, got 0",
         r"\[smoothing\] alpha: expected a number, got str 'high'",
         r"\[mqtt\] qos: must be in \[0, 2\], got 3",
+        r"\[window\] policy: must be one of rescale, dual; got 'sliding'",
         r"device_id: 'kitchen cam': use 1-64 letters",
         r"\[source\]: give exactly one of camera, url, video \(got camera and video\)",
         r"\[events\] end_threshold: must not exceed start_threshold",
