@@ -102,6 +102,8 @@ class Manifest:
     # for MoViNet); for an int8/uint8 input, bytes map onto it via image.quantization.
     input_range: list[float] = field(default_factory=lambda: [0.0, 1.0])
     labels_file: str = LABELS_NAME
+    # How frames were made square in training (crop, pad or stretch): the device does the same.
+    resize_policy: str = "crop"
     source: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     parity: dict[str, Any] | None = None
@@ -134,6 +136,7 @@ class Manifest:
                 states=[StateInfo.from_dict(s) for s in d["states"]],
                 input_range=list(d.get("input_range", [0.0, 1.0])),
                 labels_file=d.get("labels_file", LABELS_NAME),
+                resize_policy=d.get("resize_policy", "crop"),
                 source=d.get("source", {}),
                 versions=d.get("versions", {}),
                 parity=d.get("parity"),

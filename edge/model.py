@@ -134,7 +134,7 @@ class StreamingClassifier:
         path: str | Path,
         labels: str | Path | list[str] | None = None,
         num_threads: int | None = None,
-        resize_policy: ResizePolicy | str = ResizePolicy.CROP,
+        resize_policy: ResizePolicy | str | None = None,
         runtime: str | None = None,
     ) -> StreamingClassifier:
         """Open a model directory (model.tflite + manifest.json + labels.txt) or a .tflite file."""
@@ -160,7 +160,8 @@ class StreamingClassifier:
             manifest=manifest,
             labels=label_list,
             num_threads=num_threads,
-            resize_policy=ResizePolicy(resize_policy),
+            # The policy the model was trained and exported with, unless the caller overrides it.
+            resize_policy=ResizePolicy(resize_policy or (manifest.resize_policy if manifest else "crop")),
             runtime=find_runtime(runtime) if runtime else None,
         )
 

@@ -55,6 +55,7 @@ def expand_videos(specs: list[str]) -> list[Path]:
 def calibration_streams(exporter: Exporter, videos: list[str], frames: int) -> list[np.ndarray]:
     """Square uint8 streams [T, res, res, 3] at the model fps; synthetic when no videos are given."""
     from movinet_edge.clip import load_clip
+    from movinet_edge.preprocess import ResizePolicy
 
     frames = frames or DEFAULT_STREAM_FRAMES
     paths = expand_videos(videos)
@@ -77,7 +78,8 @@ def calibration_streams(exporter: Exporter, videos: list[str], frames: int) -> l
     streams, skipped = [], []
     for path in paths:
         try:
-            streams.append(load_clip(path, exporter.entry.fps, exporter.resolution, max_frames=frames))
+            streams.append(load_clip(path, exporter.entry.fps, exporter.resolution, max_frames=frames,
+                                     policy=ResizePolicy(exporter.options.resize_policy)))
         except Exception as exc:  # noqa: BLE001 - an unreadable video is reported, not fatal
             skipped.append(f"{path.name}: {exc}")
     for line in skipped:

@@ -60,6 +60,10 @@ class ExportOptions:
     calibration_frames: int = 0  # 0: the recipe's default
     input_dtype: str = "float32"
     int8_recipe: str = "selective"
+    # How frames are made square (crop, pad, stretch): recorded in the manifest for
+    # the device, and used for the parity and calibration clips. A fine-tuned model
+    # keeps the policy it was trained with.
+    resize_policy: str = "crop"
     progress: bool = True
 
 
@@ -313,6 +317,7 @@ class Exporter:
             image=tensor_info("image", ins["image"]),
             logits=tensor_info("logits", outs["logits"]),
             states=states,
+            resize_policy=self.options.resize_policy,
             source=self.source,
             versions=package_versions(),
             quantization=conversion.details.get("quantization"),
@@ -356,6 +361,7 @@ class Exporter:
     def parity_frames(self) -> tuple[str, np.ndarray]:
         """Frames of the parity clip, sampled at the model fps, square uint8."""
         from movinet_edge.clip import load_clip
+        from movinet_edge.preprocess import ResizePolicy
 
         video = self.options.parity_video
         if video is None:
@@ -363,7 +369,8 @@ class Exporter:
 
             return "synthetic-motion", synthetic_clip(self.resolution, frames=min(self.options.parity_frames, 24))
         try:
-            frames = load_clip(video, self.entry.fps, self.resolution, max_frames=self.options.parity_frames)
+            frames = load_clip(video, self.entry.fps, self.resolution, max_frames=self.options.parity_frames,
+                               policy=ResizePolicy(self.options.resize_policy))
         except Exception as exc:  # EdgeError from the edge reader: same one line
             raise ExportError(f"parity video: {exc}") from None
         return str(video), frames

@@ -568,6 +568,7 @@ def export_finetuned(result: FinetuneResult, options: FinetuneOptions,
         cache_dir=options.cache_dir,
         parity_video=data.test[0].path,
         calibration_videos=calibration_sample(data.train, seed=options.seed) if "int8" in precisions else [],
+        resize_policy=ResizePolicy(options.resize).value,
         progress=options.progress,
     )
     out: dict[str, Path] = {}

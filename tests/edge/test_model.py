@@ -49,6 +49,23 @@ def test_runs_without_manifest_from_the_signature(float_model_dir: Path, tmp_pat
         np.testing.assert_allclose(clf.step_logits(frame), with_manifest.step_logits(frame), atol=1e-6)
 
 
+def test_resize_policy_comes_from_the_manifest(float_model_dir: Path, tmp_path: Path) -> None:
+    """A model fine-tuned on padded frames must be fed padded frames; the caller may still override."""
+    import json
+
+    folder = tmp_path / "padded"
+    shutil.copytree(float_model_dir, folder)
+    data = json.loads((folder / "manifest.json").read_text())
+    data["resize_policy"] = "pad"
+    (folder / "manifest.json").write_text(json.dumps(data))
+    assert StreamingClassifier.open(folder).resize_policy.value == "pad"
+    assert StreamingClassifier.open(folder, resize_policy="stretch").resize_policy.value == "stretch"
+    assert StreamingClassifier.open(float_model_dir).resize_policy.value == "crop"
+    del data["resize_policy"]  # manifests written before the field existed
+    (folder / "manifest.json").write_text(json.dumps(data))
+    assert StreamingClassifier.open(folder).resize_policy.value == "crop"
+
+
 def test_label_count_mismatch_is_one_line(float_model_dir: Path, tmp_path: Path) -> None:
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\nc\n")

@@ -217,6 +217,7 @@ def test_manifest_says_what_the_device_needs(float_model_dir, a0_checkpoint, kin
     assert (manifest.precision, manifest.signature_key, manifest.format_version) == ("float32", "serving_default", 1)
     assert (manifest.image.name, manifest.image.shape, manifest.image.dtype) == ("image", [1, 1, 172, 172, 3], "float32")
     assert manifest.image.quantization is None and manifest.input_range == [0.0, 1.0]
+    assert raw["resize_policy"] == manifest.resize_policy == "crop"
     assert (manifest.logits.shape, manifest.logits.dtype) == ([1, 600], "float32")
     for state in raw["states"]:
         assert set(state) >= {"name", "shape", "dtype", "kind", "input_quantization", "output_quantization"}

@@ -342,6 +342,8 @@ def test_checkpoint_is_official_layout_and_exports(finetuned: dict) -> None:
     assert checkpoint_num_classes(ref.prefix) == 3
     manifest = json.loads((output / "a0_stream_float32" / "manifest.json").read_text())
     assert manifest["num_classes"] == 3 and manifest["resolution"] == RESOLUTION
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert manifest["resize_policy"] == metrics["resize"]  # the device squares frames as training did
     assert (output / "a0_stream_float32" / "labels.txt").read_text().splitlines() == ["fast", "slow", "still"]
     parity = manifest["parity"]
     assert parity["clip"].endswith(".mp4") and "test" in parity["clip"]  # a video of the user's test split
