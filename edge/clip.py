@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EdgeError
+from .frames import FrameDecodeError
 from .preprocess import ResizePolicy, resize_square
 from .sampler import FrameSampler
 from .sources import VideoFileSource
@@ -28,10 +29,14 @@ def load_clip(
     sampler = FrameSampler(fps)
     frames: list[np.ndarray] = []
     with VideoFileSource(path) as source:
+        source.lazy_frames = True  # only the sampled frames are decoded to pixels
         for frame in source:
             if not sampler.accept(frame.timestamp):
                 continue
-            frames.append(resize_square(frame.image, resolution, policy))
+            try:
+                frames.append(resize_square(frame.image, resolution, policy))
+            except FrameDecodeError:
+                continue
             if max_frames is not None and len(frames) >= max_frames:
                 break
     if not frames:

@@ -30,13 +30,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from .errors import EdgeError
-from .frames import Frame
+from .frames import Frame, FrameDecodeError
 from .manifest import write_json_atomic
 from .postprocess import EventDetector, EventOptions, Smoother, SmoothingOptions
 from .postprocess import top_k as rank
 from .results import Event, Prediction, Sink
 from .sampler import FrameSampler
-from .sources import VideoFileSource
+from .sources import FrameSource, VideoFileSource
 
 # Median latency is taken over this many recent steps: a service runs for
 # months, its statistics must not grow with it.
@@ -181,6 +181,8 @@ def run_pipeline(
 
     if options.reset_classifier:
         classifier.reset()
+    if isinstance(source, FrameSource):
+        source.lazy_frames = True  # this loop reads a frame's pixels before the next frame, or never
     start = perf()
     failed = False
     try:
@@ -190,12 +192,16 @@ def run_pipeline(
                 break
             stats.frames_read += 1
             last_ts = frame.timestamp
-            for hook in frame_hooks:
-                hook(frame)
-            if not sampler.accept(frame.timestamp):
-                continue
+            try:
+                for hook in frame_hooks:
+                    hook(frame)
+                if not sampler.accept(frame.timestamp):
+                    continue  # never decoded to pixels, if the source is lazy
+                image = frame.image
+            except FrameDecodeError:
+                continue  # counted by the source as a failed read
             t0 = perf()
-            raw = classifier.step(frame.image)
+            raw = classifier.step(image)
             ms = (perf() - t0) * 1000.0
             latency.add(ms)
             stats.frames_fed += 1
@@ -330,13 +336,19 @@ def classify_clip(
     indices: list[int] = []
     final: np.ndarray | None = None
     frames_read = 0
+    if isinstance(video, FrameSource):
+        video.lazy_frames = True  # pixels decoded only for the frames the sampler keeps
     for frame in video:
         frames_read += 1
         if on_frame is not None:
             on_frame(frame)
         if sampler is not None and not sampler.accept(frame.timestamp):
             continue
-        final = classifier.step(frame.image)
+        try:
+            image = frame.image
+        except FrameDecodeError:
+            continue
+        final = classifier.step(image)
         timestamps.append(frame.timestamp)
         indices.append(frame.index)
         if keep_probabilities:

@@ -91,6 +91,11 @@ class FrameSource(ABC):
     live: bool = False
     #: Nominal frame rate if the source knows it.
     fps: float | None = None
+    #: Consumers that read ``frame.image`` (if at all) before taking the next frame
+    #: set this: a source that can (a video file) then decodes pixels only for the
+    #: frames that are read (see :meth:`Frame.lazy`). Off by default, so that
+    #: ``list(source)`` keeps working.
+    lazy_frames: bool = False
 
     def __init__(self) -> None:
         self.stats = SourceStats()
@@ -213,6 +218,15 @@ class VideoFileSource(FrameSource):
         if cap is not None:
             cap.release()
 
+    def _retrieve(self) -> np.ndarray | None:
+        """The last grabbed frame as a new RGB array, or None (counted) if it cannot be decoded."""
+        ok, bgr = self._cap.retrieve(self._bgr)
+        if not ok or bgr is None:
+            self.stats.failed_reads += 1
+            return None
+        self._bgr = bgr
+        return _to_rgb(bgr)
+
     def _frames(self) -> Iterator[Frame]:
         cap = self._cap
         grabbed = True  # _open grabbed the first frame
@@ -252,14 +266,18 @@ class VideoFileSource(FrameSource):
                         pass_index += 1
                         grabbed = cap.grab()
                         continue
-                ok, bgr = cap.retrieve(self._bgr)
-                if ok and bgr is not None:
-                    self._bgr = bgr
+                if self.lazy_frames:
+                    # Pixels are retrieved (converted from the codec's YUV) only if the
+                    # consumer reads frame.image before asking for the next frame.
+                    frame = Frame.lazy(self._retrieve, ts, index)
                     self.stats.frames += 1
                     pass_yielded += 1
-                    yield Frame(_to_rgb(bgr), ts, index)
-                else:
-                    self.stats.failed_reads += 1
+                    yield frame
+                    frame.expire()
+                elif (image := self._retrieve()) is not None:
+                    self.stats.frames += 1
+                    pass_yielded += 1
+                    yield Frame(image, ts, index)
                 last_ts = ts
                 index += 1
                 pass_index += 1

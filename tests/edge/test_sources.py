@@ -62,11 +62,34 @@ def test_frames_are_rgb_and_independent_arrays(clips: Path) -> None:
     with VideoFileSource(path) as source:
         it = iter(source)
         first = next(it)
+        first_image = first.image  # read before the source moves on
         second = next(it)
-    np.testing.assert_array_equal(first.image, bgr0[:, :, ::-1])
+        second_image = second.image
+    np.testing.assert_array_equal(first_image, bgr0[:, :, ::-1])
     # The decode buffer is reused, the frames handed out are not.
-    assert not np.shares_memory(first.image, second.image)
+    assert not np.shares_memory(first_image, second_image)
     np.testing.assert_array_equal(first.image, bgr0[:, :, ::-1])
+
+
+def test_file_frames_are_decoded_only_when_read(clips: Path) -> None:
+    """A 30 fps file feeding a 5 fps model: only the sampled frames are converted to pixels,
+    and a frame not read before the next one is taken cannot hand out another frame's pixels."""
+    from movinet_edge.frames import FrameExpired
+    from movinet_edge.sampler import FrameSampler
+
+    sampler = FrameSampler(5.0)
+    seen: list[Frame] = []
+    with VideoFileSource(clips / "flipping_pancake.mkv") as source:
+        assert source.fps == 30.0
+        source.lazy_frames = True  # as the pipeline sets it
+        for frame in source:
+            seen.append(frame)
+            if sampler.accept(frame.timestamp):
+                assert frame.image.shape == (240, 426, 3)
+    loaded = [f for f in seen if f.loaded]
+    assert len(seen) == 310 and 50 <= len(loaded) <= 53  # 10.3 s at 5 fps
+    with pytest.raises(FrameExpired, match=f"frame {seen[1].index} was read after its source moved on"):
+        seen[1].image
 
 
 def test_loop_continues_timestamps_and_indices(clips: Path) -> None:
