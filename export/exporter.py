@@ -130,13 +130,16 @@ class Exporter:
             self._prepare_from_savedmodel(Path(self.options.saved_model))
         else:
             self._prepare_from_checkpoint()
+        self._prepared = True
+
+    def _load_labels(self) -> None:
+        """Read the labels as soon as the class count is known: a wrong file fails before the build."""
         self.labels = self._resolve_labels()
         if len(self.labels) != self.num_classes:
             raise ExportError(
                 f"labels have {len(self.labels)} entries but the model has {self.num_classes} classes; "
                 "pass --labels with one label per class"
             )
-        self._prepared = True
 
     def _prepare_from_checkpoint(self) -> None:
         from .build import ModelConfig, build_clip_model, build_stream_model, checkpoint_num_classes, copy_weights
@@ -156,6 +159,7 @@ class Exporter:
         self.config = ModelConfig.from_zoo(self.entry, self.options.resolution, num_classes)
         self.num_classes = num_classes
         self.resolution = self.config.resolution
+        self._load_labels()
         self.log(f"building streaming {self.config.model_id} at {self.resolution} px, {num_classes} classes")
         import tensorflow as tf
 
@@ -206,6 +210,7 @@ class Exporter:
         if self.options.resolution and self.options.resolution != self.resolution:
             raise ExportError(f"--resolution {self.options.resolution} differs from the SavedModel's {self.resolution}")
         self.num_classes = int(outputs["logits"].shape[-1])
+        self._load_labels()
         self.config = None
         self.clip_model = None
         digest = hashlib.sha256()

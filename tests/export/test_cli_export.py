@@ -263,6 +263,17 @@ def test_unknown_model_id_is_one_line_error(tmp_path, run_cli):
     assert not (tmp_path / "out").exists()
 
 
+def test_labels_that_do_not_fit_fail_before_the_build(tmp_path, run_cli, a0_checkpoint):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("walking\nrunning\njumping\n")
+
+    result = run_cli(CLI, "--checkpoint", str(a0_checkpoint), "--labels", str(labels), "--output", str(tmp_path / "out"))
+
+    assert_failed_cleanly(result, "labels have 3 entries but the model has 600 classes; pass --labels with one label")
+    assert "building streaming" not in result.stderr  # no minute spent on a model that cannot be labelled
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
 @pytest.fixture(scope="module")
 def base_a0():
     """A base A0 (3D convolutions, not causal: it cannot stream), built once for two refusals."""

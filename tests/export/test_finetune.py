@@ -90,22 +90,11 @@ def save_active_start_checkpoint(folder: Path, resolution: int = RESOLUTION, see
 
     tf.keras.utils.set_random_seed(seed)
     model = build_clip_model(ModelConfig.from_zoo(lookup("a0"), resolution, 600))
-    opened = 0
-    for weight in model.weights:
-        if "/rezero/" in weight.name or weight.name.split("/")[-1].startswith("scale"):
-            weight.assign(tf.ones_like(weight))
-            opened += 1
-    assert opened > 0, "found no ReZero weights to open; has the MoViNet block changed?"
-    # Batch-norm statistics measured on motion clips, as a trained checkpoint has them.
-    import tf_keras
-
+    from helpers.training import open_residual_branches
     from movinet_export.synthetic import motion_dataset
 
-    norms = [layer for layer in model.submodules if isinstance(layer, tf_keras.layers.BatchNormalization)]
-    for layer in norms:
-        layer.momentum = 0.0  # one batch sets the moving statistics outright
     clips, _ = motion_dataset(32, resolution, FRAMES, seed=seed + 100)
-    model(tf.constant(clips, tf.float32) / 255.0, training=True)
+    open_residual_branches(model, clips)  # ReZero scales -> 1, batch-norm statistics from motion clips
     folder.mkdir(parents=True, exist_ok=True)
     return tf.train.Checkpoint(model=model).save(str(folder / "ckpt"))
 

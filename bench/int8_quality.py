@@ -1,0 +1,411 @@
+#!/usr/bin/env python3
+"""int8 quality on a TRAINED model: float32 vs naive int8 vs our selective int8 (issue 3).
+
+Run from the export environment (it trains and exports with TensorFlow)::
+
+    . .venv/bin/activate
+    python bench/int8_quality.py              # train (or reuse), export, evaluate, time
+    python bench/int8_quality.py --quick      # a short training and fewer clips: proves it works
+    python bench/int8_quality.py --checkpoint PREFIX   # evaluate an existing 8-direction A0 checkpoint
+
+What it does, reusing everything under ``--cache`` (default ``bench/.cache``):
+
+1. trains a MoViNet-A0 on the synthetic 8-direction motion task
+   (tests/helpers/training.py; cached by its parameters), unless
+   ``--checkpoint`` is given;
+2. writes calibration videos from the training distribution (lossless FFV1
+   .mkv at the model fps, so the exporter reads back exactly these frames;
+   several direction changes per video) and exports float32, int8 naive
+   (official-tool style) and int8 selective (ours) through the Exporter, one
+   calibration shared by both int8 recipes, states carried;
+3. evaluates every export with the edge runtime (``StreamingClassifier``):
+   held-out clip accuracy (each clip streamed from a reset, last step's
+   top-1), clip-level top-1 agreement with float32, per-frame top-1
+   agreement with float32 over long streams (held-out clips of changing
+   direction back to back, never reset; frames after the first 10), size,
+   and ms/frame at 1 thread (``step_logits`` on a uint8 frame: preprocessing,
+   invoke, state carry), the models interleaved over several passes.
+
+Prints a markdown table with the issue's targets and writes
+``bench/int8_quality.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CACHE = REPO / "bench" / ".cache"
+DEFAULT_OUT = REPO / "bench" / "int8_quality.json"
+sys.path.insert(0, str(REPO / "tests"))
+
+VARIANTS = ("float32", "int8_naive", "int8_selective")
+
+# The issue's targets for ours (int8 selective) against float32.
+TARGET_ACCURACY_DROP = 0.01
+TARGET_CLIP_AGREEMENT = 0.97
+TARGET_FRAME_AGREEMENT = 0.98
+TARGET_SPEEDUP = 2.0
+SKIP_FRAMES = 10  # per-frame agreement counts frames after the first 10 of every stream
+
+_START = time.monotonic()
+
+
+def log(text: str) -> None:
+    print(f"[{time.monotonic() - _START:7.1f}s] {text}", file=sys.stderr, flush=True)
+
+
+# --- 1. the trained model -----------------------------------------------------------------
+
+
+def training_params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {"resolution": args.resolution, "stride": args.stride}
+    if args.quick:
+        params.update(epochs=2, train_clips=256, val_clips=64)
+    return params
+
+
+def ensure_model(args: argparse.Namespace) -> dict[str, Any]:
+    from helpers.training import DEFAULTS, trained_motion_model
+
+    params = {**DEFAULTS, **training_params(args)}
+    if args.checkpoint:
+        import tensorflow as tf
+
+        prefix = tf.train.latest_checkpoint(args.checkpoint) if Path(args.checkpoint).is_dir() else args.checkpoint
+        labels = args.cache / "labels.txt"
+        from movinet_export.synthetic import CLASSES
+
+        labels.write_text("\n".join(CLASSES) + "\n")
+        log(f"using the trained checkpoint {prefix}")
+        return {"checkpoint": prefix, "labels": str(labels), "params": params, "trained_here": False}
+    log(f"training (or reusing) an A0 on 8 motion directions: {training_params(args)}")
+    model = trained_motion_model(args.cache / "trained", **training_params(args))
+    log(f"model: validation accuracy {model.val_accuracy:.3f}, trained in {model.seconds:.0f}s")
+    return {"checkpoint": model.checkpoint, "labels": str(model.labels_file), "params": params,
+            "trained_here": True, "val_accuracy": model.val_accuracy, "train_seconds": model.seconds,
+            "history": model.history}
+
+
+# --- 2. calibration videos and exports ---------------------------------------------------------
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float) -> None:
+    import cv2
+
+    height, width = frames.shape[1:3]
+    tmp = path.with_name(".tmp-" + path.name)
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"FFV1"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError("OpenCV cannot write FFV1 .mkv here")
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    os.replace(tmp, path)
+
+
+def calibration_videos(folder: Path, params: dict[str, Any], videos: int, frames: int, fps: float) -> Path:
+    """Training-distribution streams with a direction change every clip length, as lossless videos."""
+    from helpers.training import task_stream
+
+    folder.mkdir(parents=True, exist_ok=True)
+    segment = params["frames"]
+    for i in range(videos):
+        path = folder / f"calib_{i:02d}.mkv"
+        if path.is_file():
+            continue
+        rng = np.random.default_rng(500 + i)
+        labels = [int(v) for v in rng.integers(0, 8, size=-(-frames // segment))]
+        stream = task_stream(labels, segment, params["resolution"], params["stride"], seed=600 + i)[:frames]
+        write_video(path, stream, fps)
+    return folder
+
+
+def ensure_exports(args: argparse.Namespace, model: dict[str, Any]) -> tuple[dict[str, Path], dict[str, Any]]:
+    from movinet_export.exporter import Exporter, ExportOptions
+    from movinet_export.zoo import lookup
+
+    params = model["params"]
+    tag = Path(model["checkpoint"]).parent.name + f"_cal{args.calibration_videos}x{args.calibration_frames}"
+    folder = args.cache / "int8_quality" / tag
+    dirs = {v: folder / v for v in VARIANTS}
+    info_file = folder / "exports.json"
+    if not args.fresh_export and info_file.is_file() and all((d / "model.tflite").is_file() for d in dirs.values()):
+        log(f"reusing the exports in {folder}")
+        return dirs, json.loads(info_file.read_text())
+    fps = lookup("a0").fps
+    videos = calibration_videos(folder / "calibration", params, args.calibration_videos, args.calibration_frames, fps)
+    options = ExportOptions(
+        model_id="a0",
+        checkpoint=model["checkpoint"],
+        labels=model["labels"],
+        resolution=params["resolution"],
+        cache_dir=args.cache / "downloads",
+        calibration_videos=[str(videos)],
+        calibration_frames=args.calibration_frames,
+        progress=True,
+    )
+    times: dict[str, float] = {}
+    with Exporter(options) as exporter:
+        for variant in VARIANTS:
+            precision, _, recipe = variant.partition("_")
+            if recipe:
+                exporter.options.int8_recipe = recipe
+            log(f"exporting {variant}")
+            t0 = time.monotonic()
+            exporter.export(precision, dirs[variant], force=True)
+            times[variant] = round(time.monotonic() - t0, 1)
+        info = {"export_seconds": times, "calibration": exporter.calibration_summary}
+    info_file.write_text(json.dumps(info, indent=2) + "\n")
+    return dirs, info
+
+
+# --- 3. evaluation --------------------------------------------------------------------------------
+
+
+def open_model(path: Path, threads: int | None = None) -> Any:
+    from movinet_edge.model import StreamingClassifier
+
+    return StreamingClassifier.open(path, num_threads=threads)
+
+
+def clip_predictions(clf: Any, clips: np.ndarray) -> np.ndarray:
+    """Top-1 after the last frame of each clip, every clip streamed from a reset."""
+    out = np.empty(len(clips), np.int64)
+    for i, clip in enumerate(clips):
+        clf.reset()
+        for frame in clip:
+            logits = clf.step_logits(frame)
+        out[i] = int(np.argmax(logits))
+    return out
+
+
+def stream_predictions(clf: Any, stream: np.ndarray, window_seconds: float | None) -> np.ndarray:
+    """Per-frame top-1 over one stream, never reset; ``window_seconds``: the edge's rescale policy."""
+    from movinet_edge.windowing import WindowedClassifier
+
+    model = WindowedClassifier(clf, window_seconds, "rescale") if window_seconds else clf
+    model.reset()
+    return np.array([int(np.argmax(model.step_logits(frame))) for frame in stream])
+
+
+def stream_metrics(preds: list[np.ndarray], float_preds: list[np.ndarray], labels: list[np.ndarray],
+                   length: int) -> dict[str, Any]:
+    def by_window(x: list[np.ndarray], y: list[np.ndarray]) -> list[float]:
+        return [round(float(np.mean(np.concatenate([a[i : i + 50] == b[i : i + 50] for a, b in zip(x, y)]))), 4)
+                for i in range(0, length, 50)]
+
+    agree = [a[SKIP_FRAMES:] == b[SKIP_FRAMES:] for a, b in zip(preds, float_preds)]
+    return {
+        "frame_agreement": float(np.mean(np.concatenate(agree))),
+        "frame_agreement_per_stream": [round(float(np.mean(a)), 4) for a in agree],
+        "frame_agreement_by_50_frames": by_window(preds, float_preds),
+        # How meaningful the stream is: top-1 against the direction shown now, and how often the
+        # prediction changes (a model stuck on its history agrees with any other stuck model).
+        "accuracy": float(np.mean(np.concatenate([a[SKIP_FRAMES:] == t[SKIP_FRAMES:] for a, t in zip(preds, labels)]))),
+        "accuracy_by_50_frames": by_window(preds, labels),
+        "prediction_changes_per_stream": [int(np.sum(a[1:] != a[:-1])) for a in preds],
+    }
+
+
+def time_steps(models: dict[str, Any], frames: np.ndarray, iterations: int, passes: int) -> dict[str, dict[str, float]]:
+    """ms per ``step_logits`` at 1 thread; the models take turns so load changes hit all alike."""
+    per_pass: dict[str, list[float]] = {name: [] for name in models}
+    per_invoke: dict[str, list[float]] = {name: [] for name in models}  # invoke alone (no Python around it)
+    for p in range(passes):
+        for name, clf in models.items():
+            clf.reset()
+            for frame in frames[:10]:
+                clf.step_logits(frame)
+            times = []
+            for i in range(iterations):
+                t0 = time.perf_counter()
+                clf.step_logits(frames[i % len(frames)])
+                times.append((time.perf_counter() - t0) * 1000.0)
+            per_pass[name].append(statistics.median(times))
+            invokes = []
+            for _ in range(iterations // 2):
+                t0 = time.perf_counter()
+                clf.interpreter.invoke()
+                invokes.append((time.perf_counter() - t0) * 1000.0)
+            per_invoke[name].append(statistics.median(invokes))
+        log(f"timing pass {p + 1}/{passes}: " + ", ".join(f"{n} {v[-1]:.2f} ms" for n, v in per_pass.items()))
+    return {name: {"median_ms": statistics.median(v), "min_pass_ms": min(v), "passes_ms": [round(x, 3) for x in v],
+                   "invoke_median_ms": round(statistics.median(per_invoke[name]), 3)}
+            for name, v in per_pass.items()}
+
+
+def evaluate(args: argparse.Namespace, dirs: dict[str, Path], params: dict[str, Any]) -> dict[str, Any]:
+    from helpers.training import task_dataset, task_stream
+
+    res, frames, stride = params["resolution"], params["frames"], params["stride"]
+    clips, labels = task_dataset(args.test_clips, res, frames, stride, seed=4242)  # seeds unused by training
+    streams, stream_labels = [], []
+    segment = args.segment_frames
+    for s in range(args.streams):
+        rng = np.random.default_rng(900 + s)
+        seq = [int(rng.integers(0, 8))]
+        while len(seq) * segment < args.stream_frames:
+            seq.append(int((seq[-1] + rng.integers(1, 8)) % 8))  # always a different direction
+        streams.append(task_stream(seq, segment, res, stride, seed=800 + s)[: args.stream_frames])
+        stream_labels.append(np.repeat(seq, segment)[: args.stream_frames])
+    log(f"held-out: {len(clips)} clips of {frames} frames, {len(streams)} streams of {args.stream_frames} frames "
+        f"(direction changes every {segment})")
+    modes = {"raw": None, "windowed": args.window_seconds}
+    results: dict[str, Any] = {}
+    preds: dict[str, np.ndarray] = {}
+    stream_preds: dict[str, dict[str, list[np.ndarray]]] = {}
+    for variant, path in dirs.items():
+        t0 = time.monotonic()
+        clf = open_model(path)
+        preds[variant] = clip_predictions(clf, clips)
+        stream_preds[variant] = {m: [stream_predictions(clf, x, w) for x in streams] for m, w in modes.items()}
+        results[variant] = {
+            "accuracy": float(np.mean(preds[variant] == labels)),
+            "size_mb": round((path / "model.tflite").stat().st_size / 1e6, 3),
+        }
+        log(f"{variant}: accuracy {results[variant]['accuracy']:.3f} ({time.monotonic() - t0:.0f}s)")
+    for variant in dirs:
+        r = results[variant]
+        r["clip_agreement"] = float(np.mean(preds[variant] == preds["float32"]))
+        r["streams"] = {m: stream_metrics(stream_preds[variant][m], stream_preds["float32"][m], stream_labels,
+                                          args.stream_frames) for m in modes}
+    models = {v: open_model(p, threads=1) for v, p in dirs.items()}
+    timing = time_steps(models, np.concatenate(streams)[:64], args.iterations, args.passes)
+    for variant in dirs:
+        results[variant]["ms_per_frame"] = round(timing[variant]["median_ms"], 3)
+        results[variant]["invoke_ms"] = timing[variant]["invoke_median_ms"]
+        results[variant]["timing"] = timing[variant]
+        results[variant]["speedup_vs_float32"] = round(timing["float32"]["median_ms"] / timing[variant]["median_ms"], 3)
+    return {"variants": results, "test_clips": len(clips), "streams": len(streams),
+            "stream_frames": args.stream_frames, "segment_frames": segment, "window_seconds": args.window_seconds}
+
+
+# --- 4. the report ------------------------------------------------------------------------------
+
+
+def markdown(report: dict[str, Any]) -> str:
+    ev = report["evaluation"]
+    v = ev["variants"]
+    w = ev["window_seconds"]
+    lines = [
+        f"# int8 quality on a trained A0 (8 motion directions, {report['model']['params']['resolution']} px)",
+        "",
+        f"{ev['test_clips']} held-out clips; per-frame agreement over {ev['streams']} streams of "
+        f"{ev['stream_frames']} frames, direction changing every {ev['segment_frames']} frames, never reset "
+        f"(frames after the first {SKIP_FRAMES}): raw, and with the edge's rescale window of {w:g} s; "
+        "ms/frame: 1 thread, whole step.",
+        "",
+        "| model | accuracy | vs float | clip agreement | frame agr. raw | frame agr. windowed | size MB "
+        "| ms/frame | x float32 | invoke ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    base = v["float32"]["accuracy"]
+    for name, r in v.items():
+        lines.append(
+            f"| {name} | {r['accuracy']:.3f} | {100 * (r['accuracy'] - base):+.1f} pt | {100 * r['clip_agreement']:.1f}% "
+            f"| {100 * r['streams']['raw']['frame_agreement']:.1f}% "
+            f"| {100 * r['streams']['windowed']['frame_agreement']:.1f}% | {r['size_mb']:.2f} "
+            f"| {r['ms_per_frame']:.2f} | {r['speedup_vs_float32']:.2f}x | {r['invoke_ms']:.2f} |"
+        )
+    ours = v["int8_selective"]
+    frame = min(ours["streams"]["raw"]["frame_agreement"], ours["streams"]["windowed"]["frame_agreement"])
+    checks = [
+        ("accuracy within 1 point of float", base - ours["accuracy"] <= TARGET_ACCURACY_DROP + 1e-9,
+         f"{100 * (ours['accuracy'] - base):+.1f} pt"),
+        (f"clip agreement >= {TARGET_CLIP_AGREEMENT:.0%}", ours["clip_agreement"] >= TARGET_CLIP_AGREEMENT,
+         f"{100 * ours['clip_agreement']:.1f}%"),
+        (f"per-frame agreement >= {TARGET_FRAME_AGREEMENT:.0%} (raw and windowed)",
+         frame >= TARGET_FRAME_AGREEMENT, f"{100 * frame:.1f}%"),
+        (f"int8 >= {TARGET_SPEEDUP:g}x float32", ours["speedup_vs_float32"] >= TARGET_SPEEDUP,
+         f"{ours['speedup_vs_float32']:.2f}x"),
+    ]
+    lines += ["", "Targets (int8 selective):"]
+    lines += [f"- {name}: {value} {'ok' if ok else 'MISSED'}" for name, ok, value in checks]
+    for mode in ("raw", "windowed"):
+        lines += ["", f"Streams, {mode}: per 50-frame window, agreement with float32 | top-1 vs the direction shown "
+                  "now; prediction changes a stream:"]
+        for name, r in v.items():
+            m = r["streams"][mode]
+            lines.append(f"- {name}: " + " ".join(f"{100 * x:.0f}" for x in m["frame_agreement_by_50_frames"])
+                         + " | " + " ".join(f"{100 * x:.0f}" for x in m["accuracy_by_50_frames"])
+                         + f"; changes {m['prediction_changes_per_stream']}")
+    if report.get("quick"):
+        lines += ["", "(--quick: short training and few clips; the numbers only prove the pipeline works)"]
+    return "\n".join(lines)
+
+
+def write_json(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+        fh.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="models and exports (default: bench/.cache)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results (default: bench/int8_quality.json)")
+    parser.add_argument("--checkpoint", help="evaluate this trained 8-direction A0 checkpoint instead of training")
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--stride", type=int, default=3, help="frame skip of the motion clips (bigger: faster motion)")
+    parser.add_argument("--calibration-videos", type=int, default=8)
+    parser.add_argument("--calibration-frames", type=int, default=64, help="frames per calibration stream")
+    parser.add_argument("--test-clips", type=int, default=400)
+    parser.add_argument("--streams", type=int, default=4)
+    parser.add_argument("--stream-frames", type=int, default=320)
+    parser.add_argument("--segment-frames", type=int, default=24, help="frames between direction changes in streams")
+    parser.add_argument("--window-seconds", type=float, default=3.0,
+                        help="the edge's rescale window for the windowed streams (default: 3 s = 15 frames)")
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--fresh-export", action="store_true", help="export again even if the cache has the models")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 training epochs, 64 held-out clips, 1 stream, fewer timing iterations")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.test_clips, args.streams, args.iterations, args.passes = 64, 1, 50, 1
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.out.parent.is_dir():
+        print(f"error: cannot write {args.out}: directory {args.out.parent} does not exist", file=sys.stderr)
+        return 2
+    args.cache.mkdir(parents=True, exist_ok=True)
+    model = ensure_model(args)
+    dirs, exports = ensure_exports(args, model)
+    evaluation = evaluate(args, dirs, model["params"])
+    report = {
+        "quick": args.quick,
+        "model": model,
+        "exports": exports,
+        "evaluation": evaluation,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "load_average": os.getloadavg(),
+        "seconds": round(time.monotonic() - _START, 1),
+    }
+    write_json(args.out, report)
+    print(markdown(report))
+    log(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
