@@ -58,6 +58,14 @@ class WindowPolicyName(str, Enum):
     dual = "dual"
 
 
+class ResizeName(str, Enum):
+    """Mirrors preprocess.ResizePolicy without importing OpenCV for --help."""
+
+    crop = "crop"
+    pad = "pad"
+    stretch = "stretch"
+
+
 def resolve_model(model: Path | None) -> Path:
     """--model, else $MOVINET_EDGE_MODEL, else the exporter's default output folders under CWD."""
     if model is not None:
@@ -96,7 +104,10 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
-def open_classifier(model: Path | None, labels: Path | None, threads: int | None) -> Any:
+def open_classifier(
+    model: Path | None, labels: Path | None, threads: int | None, resize: str | None = None
+) -> Any:
+    """The classifier the commands (and the service) run; ``resize`` None: the manifest's policy."""
     # Imported here so that `--help` and argument errors do not load a TFLite runtime.
     from .model import StreamingClassifier
 
@@ -104,7 +115,7 @@ def open_classifier(model: Path | None, labels: Path | None, threads: int | None
         raise EdgeError(f"--threads must be at least 1, got {threads}")
     path = resolve_model(model)
     with _native_stderr_silenced():
-        return StreamingClassifier.open(path, labels=labels, num_threads=threads)
+        return StreamingClassifier.open(path, labels=labels, num_threads=threads, resize_policy=resize)
 
 
 def _err(message: str) -> None:
@@ -130,6 +141,16 @@ LabelsOpt = Annotated[Path | None, typer.Option("--labels", help="Labels file (o
 TopKOpt = Annotated[int, typer.Option("--top-k", min=1, help="How many classes to report.")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Interpreter threads (default: the runtime's).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON output (one object a line in live mode).")]
+ResizeOpt = Annotated[
+    ResizeName | None,
+    typer.Option(
+        "--resize",
+        help="How a frame becomes the model's square: crop (centre crop), pad (letterbox, nothing cut off) "
+        "or stretch (ignore the aspect ratio). Default: the policy the model was exported with "
+        "(its manifest; crop without one).",
+        show_default=False,
+    ),
+]
 
 
 @app.callback(invoke_without_command=True)
@@ -146,6 +167,7 @@ def live(
     labels: LabelsOpt = None,
     top_k: TopKOpt = 5,
     threads: ThreadsOpt = None,
+    resize: ResizeOpt = None,
     json_output: JsonOpt = False,
     smoothing: Annotated[Smoothing, typer.Option("--smoothing", help="Smoothing over steps.")] = Smoothing.ema,
     alpha: Annotated[float, typer.Option("--alpha", help="EMA weight of the newest step (0-1].")] = 0.5,
@@ -220,7 +242,7 @@ def live(
     quiet_opencv_logs()
     with open_source(spec) as source:
         source_name = source.name
-        classifier = open_classifier(model, labels, threads)
+        classifier = open_classifier(model, labels, threads, resize.value if resize else None)
         if no_window:
             windowed = False
         elif window_seconds is not None:
@@ -251,7 +273,18 @@ def live(
             stats = run_pipeline(source, classifier, sinks, options, stop)
         finally:
             signal.signal(signal.SIGTERM, previous)
-    _err(f"movinet-edge: {stats.summary()}")
+    _err(f"movinet-edge: {stats.summary()}, {_window_summary(classifier)}")
+
+
+def _window_summary(classifier: Any) -> str:
+    """Which long-stream window ran: on by default for live sources, so say whether it was."""
+    window_seconds = getattr(classifier, "window_seconds", None)
+    if window_seconds is None:
+        return "no long-stream window"
+    policy = classifier.policy.value
+    count = classifier.resets
+    what = "rescale" if policy == "rescale" else "reset"
+    return f"long-stream window {window_seconds:g} s ({policy}, {count} {what}{'' if count == 1 else 's'})"
 
 
 @app.command("classify")
@@ -261,6 +294,7 @@ def classify_cmd(
     labels: LabelsOpt = None,
     top_k: TopKOpt = 5,
     threads: ThreadsOpt = None,
+    resize: ResizeOpt = None,
     json_output: JsonOpt = False,
     probabilities: Annotated[
         Path | None,
@@ -285,7 +319,7 @@ def classify_cmd(
         check_plot_path(plot)
     quiet_opencv_logs()
     with VideoFileSource(video) as source:
-        classifier = open_classifier(model, labels, threads)
+        classifier = open_classifier(model, labels, threads, resize.value if resize else None)
         recorder = FrameRecorder(classifier) if plot is not None else None
         with Progress(source.frame_count, f"classifying {video.name}", unit="frames") as bar:
             result = classify_clip(
@@ -323,13 +357,16 @@ _register_bench(app)
 
 def main() -> None:
     """Console entry point: one domain exception, one line, one exit code."""
+    from .exits import run_app
+
     try:
-        app(prog_name="movinet-edge")
+        code = run_app(app, "movinet-edge")
     except EdgeError as e:
         _err(f"error: {e}")
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

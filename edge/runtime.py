@@ -16,6 +16,9 @@ from typing import Any
 from .errors import EdgeError
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime")
+RUNTIME_ENV = "MOVINET_EDGE_RUNTIME"
+# What to pip install for each runtime module.
+DISTRIBUTIONS = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}
 
 
 @dataclass(frozen=True)
@@ -26,11 +29,20 @@ class Runtime:
 
 
 def find_runtime(preferred: str | None = None) -> Runtime:
-    preferred = preferred or os.environ.get("MOVINET_EDGE_RUNTIME") or None
+    """The first importable runtime of RUNTIMES, or the one asked for.
+
+    ``preferred`` (else ``$MOVINET_EDGE_RUNTIME``) names exactly one runtime:
+    when it is not installed that is an error, not a silent fallback, because
+    whoever set it (a benchmark, a device with a known-good runtime) wants to
+    know which interpreter ran.
+    """
+    from_env = not preferred and bool(os.environ.get(RUNTIME_ENV))
+    preferred = preferred or os.environ.get(RUNTIME_ENV) or None
+    if preferred is not None and preferred not in RUNTIMES:
+        where = f" in {RUNTIME_ENV}" if from_env else ""
+        raise EdgeError(f"unknown runtime {preferred!r}{where}; choose one of {', '.join(RUNTIMES)}")
     order = (preferred,) if preferred else RUNTIMES
     for name in order:
-        if name not in RUNTIMES:
-            raise EdgeError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}")
         try:
             module = importlib.import_module(f"{name}.interpreter")
         except ImportError:
@@ -38,13 +50,21 @@ def find_runtime(preferred: str | None = None) -> Runtime:
         try:
             from importlib.metadata import version
 
-            dist = "ai-edge-litert" if name == "ai_edge_litert" else "tflite-runtime"
-            ver = version(dist)
+            ver = version(DISTRIBUTIONS[name])
         except Exception:  # noqa: BLE001 - a version is only for reports
             ver = "unknown"
         return Runtime(name=name, version=ver, interpreter_class=module.Interpreter)
-    wanted = preferred or "ai-edge-litert or tflite-runtime"
-    raise EdgeError(f"no TFLite runtime found ({wanted}); install one: pip install ai-edge-litert")
+    if preferred is not None:
+        dist = DISTRIBUTIONS[preferred]
+        if from_env:
+            raise EdgeError(
+                f"{RUNTIME_ENV} asks for {preferred}, which is not installed; "
+                f"pip install {dist}, or unset {RUNTIME_ENV}"
+            )
+        raise EdgeError(f"runtime {preferred} is not installed; pip install {dist}")
+    raise EdgeError(
+        "no TFLite runtime found (ai-edge-litert or tflite-runtime); install one: pip install ai-edge-litert"
+    )
 
 
 def is_tflite_file(path: Path) -> bool:

@@ -61,6 +61,11 @@ def export(
     int8_recipe: Annotated[
         str, typer.Option(help="int8: selective (ours: float pools/activations, fast on XNNPACK) or naive (all int8).")
     ] = "selective",
+    resize: Annotated[
+        str,
+        typer.Option(help="How the device makes frames square: crop, pad or stretch (recorded in the manifest; "
+                          "the parity and calibration clips use it too). A fine-tuned model: as it was trained."),
+    ] = "crop",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> None:
     if ctx.invoked_subcommand is not None:
@@ -76,6 +81,12 @@ def export(
         raise ExportError(f"unknown --input-dtype {input_dtype!r}; choose float32, uint8 or int8")
     if input_dtype != "float32" and precision != "int8":
         raise ExportError("--input-dtype uint8/int8 needs --quantize int8")
+    from movinet_edge.preprocess import ResizePolicy
+
+    try:
+        resize_policy = ResizePolicy(resize.lower())
+    except ValueError:
+        raise ExportError(f"unknown --resize {resize!r}; choose crop, pad or stretch") from None
     entry = lookup(model)
     options = ExportOptions(
         model_id=entry.model_id,
@@ -90,6 +101,7 @@ def export(
         calibration_frames=calibration_frames,
         input_dtype=input_dtype,
         int8_recipe=int8_recipe,
+        resize_policy=resize_policy.value,
         progress=not quiet,
     )
     from .exporter import default_output
@@ -127,8 +139,10 @@ def _silence_tensorflow_at_exit() -> None:
 def main() -> None:
     """Console entry point: one line per user error, no traceback."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ chatter hides our progress
+    from movinet_edge.exits import run_app
+
     try:
-        app()  # standalone: usage errors are reported by Typer itself (exit 2)
+        code = run_app(app, "movinet-export")  # a usage error: one line, exit 2
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         _silence_tensorflow_at_exit()
@@ -143,6 +157,11 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted; nothing was written", file=sys.stderr)
         sys.exit(130)
+    if code == 130:  # Ctrl-C, as Typer reports it
+        print("interrupted; nothing was written", file=sys.stderr)
+    if code:
+        _silence_tensorflow_at_exit()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -146,3 +146,19 @@ def run_cli():
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def int8_uint8_input_model_dir(model_cache: Path, request: pytest.FixtureRequest) -> Path:
+    """Selective int8 exported with ``input_dtype="uint8"`` (``--input-dtype uint8``): the
+    image input takes camera bytes directly. Shares the exporter's calibration with int8."""
+    name = "a0_int8_uint8_input"
+    if cached := _cached(model_cache, name):
+        return cached
+    exporter = request.getfixturevalue("a0_exporter")
+    exporter.options.input_dtype = "uint8"
+    try:
+        exporter.export("int8", model_cache / name, force=True)
+    finally:
+        exporter.options.input_dtype = "float32"
+    return model_cache / name

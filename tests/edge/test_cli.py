@@ -12,7 +12,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -359,3 +363,257 @@ def test_signals_end_a_live_run_cleanly(
     assert cap.grab()
     if sig == signal.SIGTERM:
         assert stderr.startswith("movinet-edge: ")
+
+
+# --- a clip played as a live stream: the code path of a network camera -------------------------
+
+
+@pytest.fixture(scope="module")
+def carving_jpegs(clips: Path) -> list[bytes]:
+    """carving_ice.mp4 (131 frames, 29.6 fps), every frame as a JPEG, as an IP camera sends it."""
+    from helpers.mjpeg import clip_jpegs
+
+    return clip_jpegs(clips / "carving_ice.mp4")
+
+
+class LiveRun:
+    """`movinet-edge` in a subprocess whose stdout and stderr lines are collected as they come,
+    so a test can act (stop the camera, send a signal) when the output says the time has come."""
+
+    def __init__(self, *args: object, cwd: Path) -> None:
+        self.proc = subprocess.Popen(
+            [*command(), *map(str, args)],
+            cwd=cwd,
+            env=env_without_model(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._drain, args=(self.proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._drain, args=(self.proc.stderr, self.err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _drain(pipe: Any, lines: list[str]) -> None:
+        for line in pipe:
+            lines.append(line.rstrip("\n"))
+
+    def predictions(self) -> list[dict]:
+        records = [json.loads(line) for line in list(self.out)]
+        return [r for r in records if r["type"] == "prediction"]
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.proc.poll() is not None:
+                pytest.fail(f"movinet-edge exited ({self.proc.returncode}) before {what}: {self.err}")
+            if time.monotonic() > deadline:
+                self.kill()
+                pytest.fail(f"no {what} within {timeout:g} s; stderr: {self.err}")
+            time.sleep(0.05)
+
+    def finish(self, timeout: float) -> int:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"movinet-edge did not end within {timeout:g} s; stderr: {self.err}")
+        for reader in self._readers:
+            reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+RECONNECT_LINE = re.compile(
+    r"^stream http://127\.0\.0\.1:\d+/stream\.mjpg: (the stream ended|could not reconnect); "
+    r"reconnecting in \d+\.\d s \(attempt \d+\)$"
+)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_a_clip_served_as_a_live_stream(
+    tmp_path: Path, float_model_dir: Path, carving_jpegs: list[bytes], sig: int, code: int
+) -> None:
+    """carving_ice.mp4 re-served at 30 fps as MJPEG over HTTP through `--url`, the path of an
+    IP camera: the model gets 5 frames a second by arrival time, the long-stream window is on
+    without asking, the camera going away is reported as a reconnect (not an error), the
+    stream resumes when it comes back, and a signal ends the run cleanly."""
+    from helpers.mjpeg import FOREVER, MjpegServer
+
+    labels = set((float_model_dir / "labels.txt").read_text().splitlines())
+    camera = MjpegServer(carving_jpegs, [("frames", FOREVER)], frame_interval=1 / 30).start()
+    port = camera.port
+    run = LiveRun("--url", camera.url, "--model", float_model_dir, "--json", "--top-k", "3", cwd=tmp_path)
+    try:
+        run.wait_for(lambda: len(run.predictions()) >= 10, 60, "10 predictions")
+        camera.stop()  # switched off: the connection ends and the port refuses
+        run.wait_for(lambda: any(RECONNECT_LINE.match(line) for line in run.err), 30, "reconnect message")
+        before = run.predictions()
+        with MjpegServer(carving_jpegs, [("frames", FOREVER)], frame_interval=1 / 30, port=port):
+            run.wait_for(lambda: len(run.predictions()) >= len(before) + 3, 30, "predictions after reconnecting")
+            run.proc.send_signal(sig)
+            returncode = run.finish(timeout=30)
+    finally:
+        camera.stop()
+        run.kill()
+
+    assert returncode == code, run.err
+    assert not any("Traceback" in line for line in run.err), run.err
+    records = [json.loads(line) for line in run.out]  # stdout holds JSON lines only
+    predictions = [r for r in records if r["type"] == "prediction"]
+    assert all(r["type"] in ("prediction", "event") for r in records)
+    for p in predictions:
+        assert len(p["top_k"]) == 3 and {t["label"] for t in p["top_k"]} <= labels
+        scores = [t["score"] for t in p["top_k"]]
+        assert scores == sorted(scores, reverse=True)
+    assert [p["step"] for p in predictions] == list(range(1, len(predictions) + 1))
+
+    # The first connection: a 30 fps camera, a 5 fps model, by timestamps.
+    first = [p for p in predictions if p["timestamp"] <= before[-1]["timestamp"]]
+    ts = np.array([p["timestamp"] for p in first])
+    intervals = np.diff(ts)
+    assert np.median(intervals) == pytest.approx(0.2, abs=0.025), intervals
+    assert intervals.min() > 0.15, intervals
+    assert (len(ts) - 1) / (ts[-1] - ts[0]) == pytest.approx(5.0, abs=0.5)
+    frame_steps = np.diff([p["frame_index"] for p in first])
+    assert 5 <= np.median(frame_steps) <= 7, frame_steps  # about every 6th frame reaches the model
+
+    # After the reconnect: time and frame indices go on, with the outage as a gap.
+    after = predictions[len(first) :]
+    assert len(after) >= 3
+    assert after[0]["timestamp"] - first[-1]["timestamp"] > 0.5
+    indices = [p["frame_index"] for p in predictions]
+    assert indices == sorted(set(indices))
+
+    # stderr: the reconnect messages, and on SIGTERM the summary; nothing else (no FFmpeg noise).
+    reconnects = [line for line in run.err if RECONNECT_LINE.match(line)]
+    assert reconnects[0].endswith(": the stream ended; reconnecting in 0.5 s (attempt 1)"), run.err
+    rest = [line for line in run.err if not RECONNECT_LINE.match(line)]
+    if sig == signal.SIGTERM:
+        assert len(rest) == 1 and rest[0].startswith("movinet-edge: "), run.err
+        assert f"{len(reconnects)} reconnects" in rest[0]
+        # On for a live source without being asked for: the default 10 s window.
+        assert rest[0].endswith(", long-stream window 10 s (rescale, 0 rescales)"), rest[0]
+    else:
+        assert rest == [], run.err
+
+
+@pytest.mark.parametrize(
+    "args, summary",
+    [
+        (["--no-window"], ", no long-stream window"),
+        # 1 s at 5 fps is 5 frames. rescale: the pools hold 5 frames at step 5 and are halved to 2;
+        # 3 more make 5 again at step 8. dual: the second state set starts at step 3 (half a
+        # window late); the first is reset at step 5, the second at step 7.
+        (["--window-seconds", "1"], ", long-stream window 1 s (rescale, 2 rescales)"),
+        (["--window-seconds", "1", "--window-policy", "dual"], ", long-stream window 1 s (dual, 2 resets)"),
+    ],
+)
+def test_the_window_of_a_live_stream(
+    tmp_path: Path, float_model_dir: Path, carving_jpegs: list[bytes], args: list[str], summary: str
+) -> None:
+    from helpers.mjpeg import FOREVER, MjpegServer
+
+    with MjpegServer(carving_jpegs, [("frames", FOREVER)], frame_interval=1 / 30) as camera:
+        result = run("--url", camera.url, "--model", float_model_dir, "--json", "--max-steps", "8", *args,
+                     cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    predictions = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len([p for p in predictions if p["type"] == "prediction"]) == 8
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("movinet-edge: ") and line.endswith(summary), line
+
+
+# --- --resize: how a wide frame becomes the model's square ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def library_top5(float_model_dir: Path, clips: Path) -> dict[str, list]:
+    """flipping_pancake.mkv (426x240, wide) through the library, one result per resize policy."""
+    from movinet_edge.model import StreamingClassifier
+    from movinet_edge.pipeline import classify_clip
+
+    results = {}
+    for policy in ("crop", "pad", "stretch"):
+        classifier = StreamingClassifier.open(float_model_dir, num_threads=1, resize_policy=policy)
+        results[policy] = classify_clip(clips / "flipping_pancake.mkv", classifier, top_k=5)
+    return results
+
+
+def _scores(top_k: list) -> list[tuple[str, float]]:
+    return [(t["label"], t["score"]) if isinstance(t, dict) else (t[0], round(float(t[1]), 6)) for t in top_k]
+
+
+@pytest.mark.parametrize("policy", ["crop", "pad", "stretch"])
+def test_classify_resize_option(
+    tmp_path: Path, float_model_dir: Path, clips: Path, library_top5: dict, policy: str
+) -> None:
+    result = run("classify", clips / "flipping_pancake.mkv", "--model", float_model_dir, "--threads", "1",
+                 "--resize", policy, "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    got = _scores(json.loads(result.stdout)["top_k"])
+    expected = _scores(library_top5[policy].top_k)
+    assert [label for label, _ in got] == [label for label, _ in expected]
+    assert [s for _, s in got] == pytest.approx([s for _, s in expected], abs=2e-6)
+
+
+def test_the_resize_policies_see_different_frames(library_top5: dict) -> None:
+    """Otherwise the option tests above could not tell the policies apart. (The random-init
+    model's probabilities are all near 1/600; the policies move them by a few percent.)"""
+    finals = {policy: result.final for policy, result in library_top5.items()}
+    for a, b in (("crop", "pad"), ("crop", "stretch"), ("pad", "stretch")):
+        assert np.abs(finals[a] - finals[b]).max() > 0.01 * finals[a].max(), (a, b)
+        assert np.abs(finals[a] - finals[b]).max() > 10 * 2e-6, (a, b)  # well above the tolerance used there
+
+
+def test_resize_defaults_to_the_manifest_policy(
+    tmp_path: Path, float_model_dir: Path, clips: Path, library_top5: dict
+) -> None:
+    """A model exported (or fine-tuned) on padded frames is fed padded frames unless told otherwise."""
+    padded = tmp_path / "padded"
+    shutil.copytree(float_model_dir, padded)
+    manifest = json.loads((padded / "manifest.json").read_text())
+    manifest["resize_policy"] = "pad"
+    (padded / "manifest.json").write_text(json.dumps(manifest))
+    result = run("classify", clips / "flipping_pancake.mkv", "--model", padded, "--threads", "1", "--json",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    got = _scores(json.loads(result.stdout)["top_k"])
+    assert [s for _, s in got] == pytest.approx([s for _, s in _scores(library_top5["pad"].top_k)], abs=2e-6)
+
+
+def test_live_resize_option(tmp_path: Path, float_model_dir: Path, clips: Path, library_top5: dict) -> None:
+    """Live mode feeds the same padded frames, step by step (no smoothing: the raw scores)."""
+    result = run("--video", clips / "flipping_pancake.mkv", "--model", float_model_dir, "--threads", "1",
+                 "--resize", "pad", "--smoothing", "none", "--json", "--max-steps", "4", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    predictions = [r for r in map(json.loads, result.stdout.splitlines()) if r["type"] == "prediction"]
+    reference = library_top5["pad"]
+    labels = reference.labels
+    assert len(predictions) == 4
+    for p, probs in zip(predictions, reference.probabilities[:4]):
+        best = np.argsort(probs)[::-1][:5]
+        assert [t["label"] for t in p["top_k"]] == [labels[i] for i in best]
+        assert [t["score"] for t in p["top_k"]] == pytest.approx(probs[best].tolist(), abs=2e-6)
+
+
+def test_bad_resize_value(tmp_path: Path, clips: Path) -> None:
+    result = run("classify", clips / "flipping_pancake.mkv", "--resize", "zoom", cwd=tmp_path)
+    assert result.returncode == 2
+    # A usage error is one line like every other error, not Typer's framed box.
+    assert result.stderr.splitlines() == [
+        "error: Invalid value for '--resize': Value error, 'zoom' is not one of 'crop', 'pad', 'stretch'; "
+        "see 'movinet-edge classify --help'"
+    ] or re.fullmatch(r"error: .*'--resize'.*'zoom'.*; see 'movinet-edge classify --help'\n", result.stderr)
+    unknown = run("--video", clips / "flipping_pancake.mkv", "--frobnicate", cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert unknown.stderr == "error: No such option: --frobnicate; see 'movinet-edge --help'\n"

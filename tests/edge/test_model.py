@@ -117,3 +117,106 @@ def test_naive_int8_states_start_at_zero_point_and_are_requantized(int8_naive_mo
         wrong = dequantize(s.output_view().copy(), s.input_quantization)
         if np.abs(out_real).max() > 2 * step:
             assert np.abs(wrong - out_real).max() > step
+
+
+# --- models from other tools --------------------------------------------------------------
+
+
+def rewrite_signature_key(source: Path, target: Path, key: str) -> None:
+    """Our exported model with its signature renamed, as other exporters name it ('call')."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(source.read_bytes(), 0)
+    assert len(model.signatureDefs) == 1
+    model.signatureDefs[0].signatureKey = key
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    target.write_bytes(bytes(builder.Output()))
+
+
+def test_a_model_whose_signature_key_is_call(float_model_dir: Path, tmp_path: Path, frames: np.ndarray) -> None:
+    """The official export tool names the signature 'call'; with or without a manifest
+    (ours says serving_default) the classifier finds it and computes the same."""
+    pytest.importorskip("tensorflow")
+    bare = tmp_path / "call.tflite"
+    rewrite_signature_key(float_model_dir / "model.tflite", bare, "call")
+    folder = tmp_path / "with_manifest"
+    shutil.copytree(float_model_dir, folder)
+    rewrite_signature_key(float_model_dir / "model.tflite", folder / "model.tflite", "call")
+    reference = StreamingClassifier.open(float_model_dir, num_threads=1)
+    assert reference.signature_key == "serving_default"
+    for path in (bare, folder):
+        clf = StreamingClassifier.open(path, num_threads=1)
+        assert clf.signature_key == "call"
+        assert list(clf.interpreter.get_signature_list()) == ["call"]
+        assert len(clf.states) == 43
+        reference.reset()
+        for frame in frames[:4]:
+            np.testing.assert_allclose(clf.step_logits(frame), reference.step_logits(frame), atol=1e-6)
+
+
+def test_a_base_model_with_an_image_input_but_no_states_is_one_line(
+    tmp_path: Path, clips: Path, float_model_dir: Path
+) -> None:
+    """A non-streaming (base) MoViNet takes a whole clip as `image` and has no states: it cannot
+    run frame by frame, and says so in one line, in the library and through the CLI."""
+    tf = pytest.importorskip("tensorflow")
+    import subprocess
+    import sys
+
+    module = tf.Module()
+    module.weights = tf.Variable(np.random.default_rng(0).normal(size=(3, 600)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8, 172, 172, 3], tf.float32, name="image")])
+    def classify(image):
+        return {"logits": tf.matmul(tf.reduce_mean(image, axis=[1, 2, 3]), module.weights)}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([classify.get_concrete_function()], module)
+    path = tmp_path / "movinet_a0_base.tflite"
+    path.write_bytes(converter.convert())
+    with pytest.raises(EdgeError) as info:
+        StreamingClassifier.open(path)
+    message = str(info.value)
+    assert message == (
+        f"{path} is not a streaming MoViNet: it has no state inputs "
+        "(a base, non-streaming model cannot run frame by frame)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "movinet_edge.cli", "classify", str(clips / "carving_ice.mp4"), "--model", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0 and result.stdout == ""
+    assert result.stderr.splitlines() == [f"error: {message}"]
+
+
+# --- an int8 model that takes camera bytes ------------------------------------------------------
+
+
+def test_uint8_input_model_is_fed_bytes_and_matches_the_float_input_int8(
+    int8_uint8_input_model_dir: Path, int8_model_dir: Path, frames: np.ndarray
+) -> None:
+    """`movinet-export --quantize --input-dtype uint8`: the image input is uint8 with scale 1/255
+    and zero point 0, so the classifier copies the frame's bytes into it unchanged, and the model
+    computes what the float-input int8 model (same calibration) computes from bytes / 255."""
+    manifest = load_manifest(int8_uint8_input_model_dir / "manifest.json")
+    assert manifest.precision == "int8"
+    clf = StreamingClassifier.open(int8_uint8_input_model_dir, num_threads=1)
+    ref = StreamingClassifier.open(int8_model_dir, num_threads=1)
+    assert clf.image_dtype == np.uint8 and ref.image_dtype == np.float32
+    assert clf.image_quantization is not None
+    assert clf.image_quantization.scale == pytest.approx(1 / 255, rel=1e-6)
+    assert clf.image_quantization.zero_point == 0
+    image_index = clf.input_details["image"]["index"]
+    diffs, agree = [], []
+    for frame in frames:  # the whole clip: 22 steps at 5 fps, states carried
+        logits = clf.step_logits(frame)
+        fed = clf.interpreter.get_tensor(image_index)
+        assert fed.dtype == np.uint8
+        np.testing.assert_array_equal(fed.reshape(frame.shape), frame)  # the bytes, as they came
+        expected = ref.step_logits(frame)
+        diffs.append(float(np.abs(logits - expected).max()))
+        agree.append(int(np.argmax(logits)) == int(np.argmax(expected)))
+    print(f"uint8-input vs float-input int8 on carving_ice: max |logit diff| {max(diffs):.3g}")
+    assert max(diffs) < 1e-3, diffs
+    assert all(agree)

@@ -1,9 +1,9 @@
 """Frame sources on real parts: the test clips, broken files, a missing camera, and a
-real MJPEG-over-HTTP server on 127.0.0.1 that drops out, to show reconnects."""
+real MJPEG-over-HTTP server on 127.0.0.1 (tests/helpers/mjpeg.py) that drops out and
+stalls, to show reconnects and the stall watchdog."""
 
 from __future__ import annotations
 
-import http.server
 import threading
 import time
 from pathlib import Path
@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers.mjpeg import MjpegServer, clip_jpegs
 from movinet_edge.errors import EdgeError
 from movinet_edge.frames import Frame
 from movinet_edge.sources import (
@@ -226,80 +227,6 @@ def test_open_source_errors(spec: SourceSpec, message: str) -> None:
 # --- a real MJPEG stream over HTTP ------------------------------------------------------
 
 
-def clip_jpegs(path: Path, count: int) -> list[bytes]:
-    cap = cv2.VideoCapture(str(path))
-    jpegs = []
-    while len(jpegs) < count:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        jpegs.append(cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
-    cap.release()
-    return jpegs
-
-
-class MjpegServer:
-    """An HTTP camera on 127.0.0.1 that follows a script, one entry per connection:
-    ``("frames", n)`` sends n JPEGs as multipart/x-mixed-replace then hangs up,
-    ``("stall", n)`` sends n and then keeps the connection open without sending,
-    ``("error", code)`` answers with that HTTP status. After the script: 503."""
-
-    def __init__(self, jpegs: list[bytes], script: list[tuple[str, int]], frame_interval: float = 0.02) -> None:
-        self.jpegs = jpegs
-        self.script = list(script)
-        self.frame_interval = frame_interval
-        self.connections: list[str] = []
-        self.release = threading.Event()  # ends a stalled connection
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                what, n = server.script.pop(0) if server.script else ("error", 503)
-                server.connections.append(f"{what}:{n}")
-                if what == "error":
-                    self.send_error(n)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.send_header("Cache-Control", "no-cache")
-                self.end_headers()
-                try:
-                    for i in range(n):
-                        jpeg = server.jpegs[i % len(server.jpegs)]
-                        self.wfile.write(
-                            b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
-                            + jpeg
-                            + b"\r\n"
-                        )
-                        self.wfile.flush()
-                        time.sleep(server.frame_interval)
-                    if what == "stall":
-                        server.release.wait(30)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-                self.close_connection = True
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/stream.mjpg"
-
-    def __enter__(self) -> MjpegServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture(scope="module")
 def jpegs(clips: Path) -> list[bytes]:
     return clip_jpegs(clips / "rope_pushdown.mp4", 10)
@@ -366,6 +293,32 @@ def test_a_stalled_stream_times_out_and_reconnects(jpegs: list[bytes]) -> None:
     assert len(calls) == 2 and calls[0][:2] == (1, 0.01)
     assert error is not None and "gave up after 1 reconnect attempts" in str(error)
     assert 2 <= len(frames) <= 6
+
+
+def test_a_stream_that_stalls_is_noticed_by_the_watchdog_in_one_line(jpegs: list[bytes]) -> None:
+    """The camera keeps the connection open and stops sending. FFmpeg would wait its read
+    timeout (30 s here); the source's own watchdog gives up on the connection after
+    ``stall_timeout``, says why in one line, and reconnects; here the camera then refuses,
+    so the source ends with one line instead of hanging."""
+    calls: list[tuple[int, float, str]] = []
+    policy = ReconnectPolicy(initial_delay=0.05, max_attempts=1)
+    with MjpegServer(jpegs, [("stall", 3)]) as server:
+        source = StreamSource(
+            server.url, reconnect=policy, on_reconnect=lambda *a: calls.append(a), read_timeout=30.0, stall_timeout=0.5
+        )
+        started = time.monotonic()
+        with source:
+            frames, error = collect(source)
+        elapsed = time.monotonic() - started
+    assert 1 <= len(frames) <= 3
+    assert calls == [(1, 0.05, "no frame for 0.5 s")]
+    assert error is not None
+    assert str(error) == f"stream {server.url} lost (could not reconnect); gave up after 1 reconnect attempts"
+    assert "\n" not in str(error)
+    assert server.connections == ["stall:3", "error:503"]
+    # Watchdog 0.5 s + at most 1 s waiting for the stuck read + the reconnect: far from 30 s.
+    assert elapsed < 5.0, elapsed
+    assert source.stats.reconnects == 1
 
 
 def test_stop_from_another_thread_ends_a_waiting_stream(jpegs: list[bytes]) -> None:

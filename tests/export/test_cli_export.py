@@ -187,8 +187,9 @@ def test_official_download_interrupted_resumed_then_cached(
     assert done.stdout.splitlines() == [f"{out}  (float32, {size / 1e6:.2f} MB, 43 states)"]
     # Progress: stage lines in order on stderr, the download's bar reaching 100%.
     stages = [line for line in done.stderr.splitlines() if STAGE_LINE.match(line)]
+    # The labels come before the build, so a wrong label file fails before minutes of work.
     expected = [f"using the official a0 stream checkpoint {weights_url}", "resolving weights",
-                "building streaming a0 at 172 px, 600 classes", f"using the Kinetics-600 labels {labels_url}",
+                f"using the Kinetics-600 labels {labels_url}", "building streaming a0 at 172 px, 600 classes",
                 "converting to TFLite (float32)", "checking parity against TensorFlow", f"wrote {out}"]
     positions = [next((i for i, line in enumerate(stages) if text in line), -1) for text in expected]
     assert -1 not in positions and positions == sorted(positions), stages
@@ -215,8 +216,10 @@ def test_official_download_interrupted_resumed_then_cached(
     # 7-class head that the 600-class checkpoint cannot fill, so it stops at
     # the restore instead of converting again.)
     asked = len(mirror.requests)
+    seven = tmp_path / "seven.txt"
+    seven.write_text("".join(f"class {i}\n" for i in range(7)))
     again = run_cli(CLI, "--model", "a0", "--cache-dir", str(cache), "--output", str(tmp_path / "other"),
-                    "--num-classes", "7", "--quiet", env=env)
+                    "--num-classes", "7", "--labels", str(seven), "--quiet", env=env)
 
     assert len(mirror.requests) == asked
     line = assert_failed_cleanly(again, "does not fit MoViNet-A0 stream")
@@ -261,6 +264,19 @@ def test_unknown_model_id_is_one_line_error(tmp_path, run_cli):
 
     assert_failed_cleanly(result, "unknown model 'a9'; choose one of a0, a1, a2, a3, a4, a5")
     assert not (tmp_path / "out").exists()
+
+
+def test_usage_errors_are_one_line(tmp_path, run_cli):
+    """An unknown option or a value Typer itself rejects: the same one line as our own errors."""
+    result = run_cli(CLI, "--model", "a0", "--calibration-frames", "many", "--output", str(tmp_path / "out"))
+
+    line = assert_failed_cleanly(result, "'--calibration-frames'")
+    assert "'many'" in line and line.endswith("; see 'movinet-export --help'")
+    assert result.stderr.splitlines() == [line]
+    result = run_cli(CLI, "finetune", str(tmp_path), "--epochz", "3")
+    assert result.stderr.splitlines() == ["error: No such option: --epochz (Possible options: --epochs, --export); "
+                                          "see 'movinet-export finetune --help'"]
+    assert result.returncode == 2 and not (tmp_path / "out").exists()
 
 
 def test_labels_that_do_not_fit_fail_before_the_build(tmp_path, run_cli, a0_checkpoint):
