@@ -25,7 +25,10 @@ Output (written atomically, see :class:`~movinet_export.output.StagedOutput`)::
 
 so ``movinet-export --checkpoint OUTPUT --labels OUTPUT/labels.txt`` exports
 it; :func:`export_finetuned` does that for float32 and int8 (calibrated on
-training videos) into ``OUTPUT/<model>_stream_<precision>/``.
+training videos) into ``OUTPUT/<model>_stream_<precision>/``, and
+:func:`export_commands` spells out the same as ``movinet-export`` command
+lines (with the resolution, resize policy, parity and calibration videos that
+a bare ``--checkpoint`` export would get wrong).
 """
 
 from __future__ import annotations
@@ -173,7 +176,7 @@ class Finetuner:
                  f"({spec.seconds:.1f} s at {self.entry.fps:g} fps), {self.resolution} px ({spec.policy.value}), "
                  f"batch {opts.batch_size}")
         with StagedOutput(self.output, opts.force) as staging:
-            trainer = _Trainer(model, pipeline, data, opts, self.log)
+            trainer = Trainer(model, pipeline, data, opts, self.log)
             history, best = trainer.fit()
             test = trainer.evaluation("test", data.test, reuse=best if data.selection_split == "test" else None)
             val = trainer.evaluation("val", data.val, reuse=best) if data.val else None
@@ -264,6 +267,7 @@ class Finetuner:
             },
             "data": {
                 "root": str(data.root),
+                "train_root": str(data.train_root or data.root),
                 "layout": data.layout,
                 "test_held_out_fraction": opts.test_fraction if data.test_held_out else None,
                 "videos_per_class": data.counts(),
@@ -282,8 +286,13 @@ class Finetuner:
         }
 
 
-class _Trainer:
-    """The training loop: compiled steps, per-epoch progress, best-epoch selection."""
+class Trainer:
+    """The training loop: compiled steps, per-epoch progress, best-epoch selection.
+
+    ``train_step`` updates exactly the variables that were trainable when the
+    trainer was made (``set_trainable_blocks`` first): the tests run one step
+    through it to show that frozen blocks stay bit-identical.
+    """
 
     def __init__(self, model, pipeline, data: VideoDataset, options: FinetuneOptions, log: Stages) -> None:  # noqa: ANN001
         import tensorflow as tf
@@ -547,6 +556,43 @@ def calibration_sample(items: list[VideoItem], limit: int = CALIBRATION_VIDEOS, 
             if queue and len(out) < limit:
                 out.append(str(queue.pop(0).path))
     return out
+
+
+def export_commands(output: Path, precisions: tuple[str, ...] = DEFAULT_PRECISIONS,
+                    target: Path | None = None) -> list[list[str]]:
+    """``movinet-export`` argument lists that export a fine-tune OUTPUT as ``--export`` does.
+
+    The two-step route must give the model ``--export`` gives: the same
+    resolution and resize policy (the manifest tells the device how to square
+    frames, and a crop-trained model fed padded frames loses accuracy
+    silently), int8 calibrated on the training videos rather than synthetic
+    clips, and parity measured on one of the user's test videos. All of that
+    is read back from OUTPUT/metrics.json, so the commands can be made again
+    from the folder alone. ``target``: where the model folders go (default OUTPUT).
+    """
+    output = Path(output)
+    try:
+        metrics = json.loads((output / METRICS_NAME).read_text(encoding="utf-8"))
+        model_id, resolution, resize = metrics["model_id"], metrics["resolution"], metrics["resize"]
+        data = metrics["data"]
+        train_root = data.get("train_root") or data["root"]
+        test_videos = data["test_videos"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ExportError(f"{output} is not a finetune output folder ({METRICS_NAME}: {exc})") from None
+    base = ["movinet-export", "--model", model_id, "--checkpoint", str(output),
+            "--labels", str(output / LABELS_NAME), "--resolution", str(resolution), "--resize", resize]
+    if test_videos:
+        base += ["--parity-video", test_videos[0]]
+    commands = []
+    for precision in precisions:
+        command = list(base)
+        if precision != "float32":
+            command += ["--quantize", precision]
+        if precision == "int8":
+            command += ["--calibration-videos", train_root]
+        command += ["--output", str(Path(target or output) / f"{model_id}_stream_{precision}")]
+        commands.append(command)
+    return commands
 
 
 def export_finetuned(result: FinetuneResult, options: FinetuneOptions,

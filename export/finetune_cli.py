@@ -7,6 +7,7 @@ folder or an existing output is reported in a second.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -76,7 +77,7 @@ def finetune_command(
     """Fine-tune a streaming MoViNet on your own labelled videos (new classifier head)."""
     from movinet_edge.preprocess import ResizePolicy
 
-    from .finetune import DEFAULT_PRECISIONS, FinetuneOptions, export_finetuned, finetune
+    from .finetune import DEFAULT_PRECISIONS, FinetuneOptions, export_commands, export_finetuned, finetune
 
     try:
         policy = ResizePolicy(resize.lower())
@@ -116,8 +117,11 @@ def finetune_command(
     print(f"{result.output}  (test accuracy {result.test.accuracy:.1%} on {result.test.count} videos, "
           f"best epoch {result.best_epoch}, picked on {result.selected_on})")
     if not export:
-        print(f"export it: movinet-export --model {model} --checkpoint {result.output} "
-              f"--labels {result.labels_path} --resolution {result.resolution}")
+        # What --export would have done, as commands: same resolution and resize policy,
+        # int8 calibrated on the training videos, parity on a test video.
+        print("export it (or rerun with --export):")
+        for command in export_commands(result.output, precisions):
+            print("  " + shlex.join(command))
         return
     for name, path in export_finetuned(result, options, precisions).items():
         print(f"{path}  ({name})")

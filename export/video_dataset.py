@@ -79,6 +79,9 @@ class VideoDataset:
     skipped: list[SkippedVideo] = field(default_factory=list)
     ignored_files: int = 0  # files without a video suffix
     test_held_out: bool = False  # test split taken out of the training videos
+    # The folder of the training class folders: ``root`` or its train/ folder. What
+    # a later ``movinet-export --calibration-videos`` should calibrate on.
+    train_root: Path | None = None
 
     @property
     def selection_split(self) -> str:
@@ -222,6 +225,7 @@ def discover(
         skipped=skipped,
         ignored_files=ignored,
         test_held_out=held_out,
+        train_root=train_root,
     )
 
 

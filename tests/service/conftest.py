@@ -2,7 +2,8 @@
 
 The broker is Debian's ``mosquitto`` binary (``apt-get install mosquitto``),
 started with a configuration of our own on a free port, never the system
-service; tests that need it are skipped with the reason when it is missing.
+service; tests that need it are skipped with the reason when it is missing (they fail
+instead under ``MOVINET_REQUIRE_TOOLS=1``, which .ci/run sets after installing it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from service.support import Broker, NotifySocket, ServiceProcess, Subscriber, write_config
+from service.support import Broker, NotifySocket, ServiceProcess, Subscriber, missing_tool, write_config
 
 
 def _mosquitto() -> str:
@@ -24,7 +25,7 @@ def _mosquitto() -> str:
         (p for p in ("/usr/sbin/mosquitto", "/usr/bin/mosquitto") if os.access(p, os.X_OK)), None
     )
     if binary is None:
-        pytest.skip("mosquitto is not installed (Debian: apt-get install mosquitto); the MQTT tests need a broker")
+        missing_tool("mosquitto is not installed (Debian: apt-get install mosquitto); the MQTT tests need a broker")
     return binary
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from movinet_edge.service.mqtt import MqttOptions, MqttSink
-from service.support import wait_until
+from service.support import missing_tool, wait_until
 
 
 def record(seq: int, kind: str = "update") -> dict:
@@ -71,7 +71,7 @@ def test_events_wait_for_the_broker_in_a_bounded_queue(broker, subscribe, sinks)
 def test_username_and_password(make_broker, subscribe, sinks, tmp_path: Path) -> None:
     tool = shutil.which("mosquitto_passwd")
     if tool is None:
-        pytest.skip("mosquitto_passwd is not installed (Debian package mosquitto)")
+        missing_tool("mosquitto_passwd is not installed (Debian package mosquitto)")
     passwords = tmp_path / "passwd"
     passwords.touch()
     subprocess.run([tool, "-b", str(passwords), "cam1", "s3cret"], check=True, capture_output=True)
@@ -91,7 +91,7 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 def test_tls_with_a_private_ca(make_broker, sinks, tmp_path: Path) -> None:
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed; it makes the test's certificates")
+        missing_tool("openssl is not installed (Debian package openssl); it makes the test's certificates")
     d = tmp_path / "pki"
     d.mkdir()
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
@@ -121,3 +121,29 @@ def test_event_payload_is_compact_json(broker, subscribe, sinks) -> None:
     sink.publish_event({**record(1), "label": "tai chi — 太极"})
     message = wait_until(lambda: sub.on("movinet-edge/cam1/events"), what="the event")[0]
     assert json.loads(message.payload)["label"] == "tai chi — 太极" and ", " not in message.payload
+
+
+def test_retained_events_reach_a_subscriber_that_connects_later(broker, subscribe, sinks) -> None:
+    """``retain = true``: the broker keeps the last event per topic for whoever subscribes afterwards.
+
+    A dashboard that starts after the event still sees the current action; with
+    the default (no retain) it sees nothing until the next event.
+    """
+    retained = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam1", qos=1, retain=True))
+    plain = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam2", qos=1))
+    wait_until(lambda: retained.stats.connected and plain.stats.connected, what="both connections")
+    retained.publish_event(record(1, "new"))
+    retained.publish_event(record(2))
+    plain.publish_event(record(1, "new"))
+    # QoS 1 acknowledged: the broker holds the events before anyone subscribes.
+    wait_until(lambda: retained.queued == 0 and plain.queued == 0, what="the acknowledgements")
+
+    late = subscribe(broker.port, "movinet-edge/+/events", client_id="late-dashboard", persistent=False)
+    message = wait_until(lambda: late.on("movinet-edge/cam1/events"), what="the retained event")[0]
+    assert message.retain and message.json()["seq"] == 2  # the last one, flagged as retained
+    # Barrier: a message of the subscriber's own comes back after anything the broker
+    # had queued for it on subscribing, so a retained cam2 event would be here by now.
+    late.client.publish("movinet-edge/barrier/events", "{}", qos=1)
+    wait_until(lambda: late.on("movinet-edge/barrier/events"), what="the subscriber's own message")
+    assert late.on("movinet-edge/cam2/events") == []
+    assert [m.json()["seq"] for m in late.on("movinet-edge/cam1/events")] == [2]

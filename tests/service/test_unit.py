@@ -8,8 +8,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from movinet_edge.service.config import example_config_path, load_config
 from movinet_edge.service.unit import (
     packaged_unit_path,
@@ -17,7 +15,7 @@ from movinet_edge.service.unit import (
     render_packaged_unit,
     render_unit,
 )
-from service.support import serve_command
+from service.support import missing_tool, serve_command
 
 # systemd-analyze's words for exposure levels, best first.
 RATINGS = ("PERFECT", "SAFE", "OK", "MEDIUM", "EXPOSED", "UNSAFE", "DANGEROUS")
@@ -71,7 +69,7 @@ def test_exec_arguments_are_quoted_for_systemd() -> None:
 def test_systemd_analyze_security_rates_the_unit_ok_or_better(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        pytest.skip("systemd-analyze is not installed (Debian package systemd)")
+        missing_tool("systemd-analyze is not installed (Debian package systemd)")
     unit = tmp_path / "movinet-edge.service"
     unit.write_text(render_packaged_unit())
     result = subprocess.run(
@@ -79,7 +77,8 @@ def test_systemd_analyze_security_rates_the_unit_ok_or_better(tmp_path: Path) ->
     )
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", result.stdout)
     if match is None and ("offline" in result.stderr or "Unknown option" in result.stderr):
-        pytest.skip(f"this systemd-analyze cannot analyze units offline: {result.stderr.strip()[:200]}")
+        missing_tool(f"this systemd-analyze cannot analyze units offline (systemd 250 or later can): "
+                     f"{result.stderr.strip()[:200]}")
     assert match, result.stdout[-2000:] + result.stderr
     score, rating = float(match.group(1)), match.group(2)
     assert rating in RATINGS[:3], f"exposure {score} {rating}"
@@ -138,7 +137,7 @@ def test_install_service_print_writes_nothing(tmp_path: Path) -> None:
 def test_installed_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        pytest.skip("systemd-analyze is not installed (Debian package systemd)")
+        missing_tool("systemd-analyze is not installed (Debian package systemd)")
     unit = tmp_path / "movinet-edge.service"
     config = tmp_path / "config.toml"
     result = _install("--config", config, "--output", unit, cwd=tmp_path)
