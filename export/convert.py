@@ -41,6 +41,10 @@ class Recipe:
     input_dtype: str = "float32"  # int8 only: float32 | uint8 | int8
     int8_recipe: str = "selective"  # int8 only: selective | naive (see quantize.py)
     calibrated: bytes | None = None  # int8 only: the calibrated float model (calibration.py)
+    # int8 selective only: frames (square uint8, one array a stream) to measure its per-block decisions.
+    streams: list[Any] = field(default_factory=list)
+    tolerance: float | None = None  # int8 selective only: accepted relative logit error (None: default)
+    log: Callable[[str], None] = lambda _: None
     # Ops kept in float in an int8 model (empty: the recipe's default).
     float_ops: tuple[str, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
@@ -128,7 +132,10 @@ def _convert_int8(recipe: Recipe, start: float) -> Conversion:
 
     if recipe.calibrated is None:
         raise ExportError("internal: int8 conversion needs a calibrated model")
-    tflite, decided = quantize(recipe.calibrated, recipe.int8_recipe, recipe.float_ops)
+    from .int8_plan import DEFAULT_TOLERANCE
+
+    tflite, decided = quantize(recipe.calibrated, recipe.int8_recipe, recipe.float_ops, recipe.streams,
+                               recipe.tolerance if recipe.tolerance is not None else DEFAULT_TOLERANCE, recipe.log)
     if recipe.input_dtype != "float32":
         if recipe.int8_recipe == "naive":
             raise ExportError("--input-dtype applies to the selective int8 recipe (naive is int8 throughout)")

@@ -38,6 +38,9 @@ from .errors import ExportError
 from .zoo import ZOO, ZooEntry, lookup
 
 DEFAULT_MODELS_DIR = Path("models")
+# Frames of the calibration streams the int8 plan is measured on: every candidate
+# model runs them all (A0 at 172 px: ~2 s a candidate on 2 cores).
+EVALUATION_FRAMES = 320
 
 
 def default_output(model_id: str, precision: str, base: Path = DEFAULT_MODELS_DIR) -> Path:
@@ -60,6 +63,7 @@ class ExportOptions:
     calibration_frames: int = 0  # 0: the recipe's default
     input_dtype: str = "float32"
     int8_recipe: str = "selective"
+    int8_tolerance: float | None = None  # selective: accepted relative logit error (None: int8_plan's default)
     # How frames are made square (crop, pad, stretch): recorded in the manifest for
     # the device, and used for the parity and calibration clips. A fine-tuned model
     # keeps the policy it was trained with.
@@ -106,6 +110,7 @@ class Exporter:
         self.labels: list[str] = []
         self._prepared = False
         self._calibrated: bytes | None = None
+        self._calibration_streams: list[np.ndarray] = []
         self.calibration_summary: dict[str, Any] = {}
 
     def close(self) -> None:
@@ -263,6 +268,9 @@ class Exporter:
             recipe.input_dtype = self.options.input_dtype
             recipe.int8_recipe = self.options.int8_recipe
             recipe.calibrated = self.calibrated_model()
+            recipe.streams = self.evaluation_streams()
+            recipe.tolerance = self.options.int8_tolerance
+            recipe.log = self.log
             recipe.details["calibration"] = self.calibration_summary
         self.log(f"converting to TFLite ({precision})")
         conversion = convert(self.savedmodel, self.signature_key, recipe)
@@ -341,10 +349,11 @@ class Exporter:
         """Calibrate once per exporter (every int8 recipe reuses it)."""
         if self._calibrated is None:
             from .calibration import calibration_streams, stream_dataset
-            from .quantize import calibrate, calibration_range_anchor
+            from .quantize import calibrate
 
             self.prepare()
             streams = calibration_streams(self, self.options.calibration_videos, self.options.calibration_frames)
+            self._calibration_streams = streams
             self.calibration_summary = {
                 "videos": [str(v) for v in self.options.calibration_videos] or "synthetic",
                 "streams": len(streams),
@@ -352,15 +361,18 @@ class Exporter:
                 "frames_per_stream": [int(len(s)) for s in streams],
             }
             self.log(f"calibrating on {len(streams)} streams, {self.calibration_summary['frames']} frames, states carried")
-            anchor = calibration_range_anchor(self.resolution)
-
-            def dataset():
-                yield {**{k: v.numpy() for k, v in self.initial_states.items()},
-                       "image": anchor[None, None].astype(np.float32) / 255.0}
-                yield from stream_dataset(self, streams, self.options.progress)
-
-            self._calibrated = calibrate(self.savedmodel, self.signature_key, dataset)
+            self._calibrated = calibrate(self.savedmodel, self.signature_key,
+                                         lambda: stream_dataset(self, streams, self.options.progress))
         return self._calibrated
+
+    def evaluation_streams(self) -> list[np.ndarray]:
+        """What the int8 plan is measured on: the calibration streams back to back, one long stream.
+
+        One stream, never reset, because long histories are where int8 drifts from
+        float (the pools average every frame's error); cut to ``EVALUATION_FRAMES``.
+        """
+        self.calibrated_model()
+        return [np.concatenate(self._calibration_streams)[:EVALUATION_FRAMES]]
 
     # ---- parity --------------------------------------------------------------
     def parity_frames(self) -> tuple[str, np.ndarray]:

@@ -3,16 +3,25 @@
 Two recipes, both from one calibration (calibrate once, quantize many):
 
 ``selective`` (ours, the default): int8 weights (per channel) and int8
-activations for the convolutions, but ADD, DIV, MUL, HARD_SWISH and
-AVERAGE_POOL_2D stay float. Why each:
+activations for the convolutions of the blocks, float where int8 was
+measured to break MoViNet (see int8_plan.py for the numbers):
 - ADD/DIV carry the causal pools' running SUM and its division by the frame
   count; in int8 the sum leaves any calibrated range within seconds and the
-  stream collapses (naive int8 agreed 0% with float after ~30 frames).
+  stream collapses (naive int8 agreed 0% with float after ~30 frames). Every
+  op that writes a state output stays float for the same reason.
 - MUL includes the squeeze-excitation gating and the ReZero-style residual
   scales, whose scale ratios XNNPACK refuses in int8.
 - HARD_SWISH and AVERAGE_POOL_2D: XNNPACK runs them only in float; in int8
   they fall back to built-in kernels and split the graph into dozens of
   partitions (90 for A0), which made naive int8 2x *slower* than float.
+  (The quantizer keeps pools int8 even when deny-listed, so they are turned
+  into float islands afterwards.)
+- The classifier head keeps float activations with int8 weights (computed
+  by XNNPACK with per-call input quantization): its logits outgrow any
+  calibrated range on confident streams.
+- The last blocks (the most sensitive, on the smallest maps) move to the same
+  float-activation, int8-weight form until the model is within a tolerance
+  on the calibration streams (a measured, per-model decision; int8_plan.py).
 Model inputs and outputs stay float (states included) so the runtime carries
 states with plain copies; ``--input-dtype uint8|int8`` then swaps only the
 image input so a device can feed camera bytes directly.
@@ -25,7 +34,7 @@ output scales differ (the runtime must requantize them).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +43,16 @@ import tensorflow as tf
 from tensorflow.lite.python import convert as lite_convert
 
 from .errors import ExportError
+from .int8_plan import (
+    DEFAULT_TOLERANCE,
+    Int8Plan,
+    clamp_hard_swish_inputs,
+    head_nodes,
+    plan_float_units,
+    set_image_range,
+    unit_of,
+)
+from .tflite_graph import Graph
 
 INT8_RECIPES = ("selective", "naive")
 SELECTIVE_FLOAT_OPS = ("ADD", "DIV", "MUL", "HARD_SWISH", "AVERAGE_POOL_2D")
@@ -48,14 +67,28 @@ def calibrate(savedmodel: Path, signature_key: str, dataset: Callable[[], Iterat
     converter.experimental_mlir_quantizer = True
     converter._experimental_calibrate_only = True  # noqa: SLF001 - the documented debugger route
     try:
-        return converter.convert()
+        calibrated = converter.convert()
     except Exception as exc:  # noqa: BLE001
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"int8 calibration failed: {first}") from None
+    # Frames are bytes / 255: the image range is known, not measured (a uint8
+    # input then maps camera bytes with scale exactly 1/255).
+    return set_image_range(calibrated, 0.0, 1.0)
 
 
-def quantize(calibrated: bytes, recipe_name: str, float_ops: tuple[str, ...] = ()) -> tuple[bytes, dict[str, Any]]:
-    """Quantize a calibrated model by recipe; returns the model and what was decided."""
+def quantize(
+    calibrated: bytes,
+    recipe_name: str,
+    float_ops: tuple[str, ...] = (),
+    streams: Sequence[np.ndarray] = (),
+    tolerance: float = DEFAULT_TOLERANCE,
+    log: Callable[[str], None] = lambda _: None,
+) -> tuple[bytes, dict[str, Any]]:
+    """Quantize a calibrated model by recipe; returns the model and what was decided.
+
+    ``streams`` (square uint8 frames, states carried within each) measure the
+    selective recipe's per-block decisions; without them only its fixed rules apply.
+    """
     if recipe_name == "naive":
         model = lite_convert.mlir_quantize(
             calibrated,
@@ -68,13 +101,40 @@ def quantize(calibrated: bytes, recipe_name: str, float_ops: tuple[str, ...] = (
     if recipe_name != "selective":
         raise ExportError(f"unknown int8 recipe {recipe_name!r}; choose one of {', '.join(INT8_RECIPES)}")
     ops = tuple(float_ops) or SELECTIVE_FLOAT_OPS
-    model = lite_convert.mlir_quantize(
-        calibrated,
-        disable_per_channel=False,
-        fully_quantize=False,
-        denylisted_ops=list(ops),
-    )
-    return model, {"recipe": "selective", "float_ops": list(ops), "io": "float32", "per_channel_weights": True}
+    calibrated, clamped = clamp_hard_swish_inputs(calibrated)
+    graph = Graph(calibrated)
+    head = head_nodes(graph)
+    state_nodes = graph.output_nodes()
+    by_unit: dict[str, list[str]] = {}
+    for op in graph.ops():
+        if (unit := unit_of(op.node)) is not None:
+            by_unit.setdefault(unit, []).append(op.node)
+
+    def build(float_units: list[str]) -> bytes:
+        float_nodes = head + [n for u in float_units for n in by_unit[u]]
+        model = lite_convert.mlir_quantize(
+            calibrated,
+            disable_per_channel=False,
+            fully_quantize=False,
+            denylisted_ops=list(ops),
+            denylisted_nodes=sorted(set(float_nodes + state_nodes)),
+        )
+        edited = Graph(model)
+        edited.int8_weights(float_nodes)
+        edited.float_islands("AVERAGE_POOL_2D")
+        return edited.pack()
+
+    plan = plan_float_units(calibrated, build, streams, tolerance, log) if streams else Int8Plan(tolerance, head=head)
+    decided = {
+        "recipe": "selective",
+        "float_ops": list(ops),
+        "io": "float32",
+        "per_channel_weights": True,
+        "hard_swish_inputs_clamped": clamped,
+        "state_output_nodes_float": len(state_nodes),
+        "plan": plan.to_dict(),
+    }
+    return build(plan.float_units), decided
 
 
 def set_image_input_dtype(tflite: bytes, dtype: str) -> tuple[bytes, dict[str, Any]]:
@@ -139,13 +199,3 @@ def _flatbuffers_builder() -> Any:
     import flatbuffers
 
     return flatbuffers.Builder(1024)
-
-
-def calibration_range_anchor(resolution: int) -> np.ndarray:
-    """A frame spanning 0..255 so the image input calibrates to exactly [0, 1] (scale 1/255).
-
-    Fed once before the calibration streams: then a uint8/int8 image input
-    maps camera bytes onto the model's range with no rounding of its own.
-    """
-    ramp = np.linspace(0, 255, resolution * resolution * 3).reshape(resolution, resolution, 3)
-    return np.rint(ramp).astype(np.uint8)

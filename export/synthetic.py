@@ -24,21 +24,34 @@ _VECTORS = {
 CLASSES = tuple(f"moving {d}" for d in DIRECTIONS)
 
 
-def motion_clip(label: int, resolution: int, frames: int, rng: np.random.Generator) -> np.ndarray:
-    """One clip of class ``label``: uint8 [frames, resolution, resolution, 3]."""
+def motion_clip(
+    label: int, resolution: int, frames: int, rng: np.random.Generator, plain: bool = False
+) -> np.ndarray:
+    """One clip of class ``label``: uint8 [frames, resolution, resolution, 3].
+
+    ``plain``: a light disc on a grey background with little noise instead of
+    random shapes and colours. Single frames are just as uninformative (the
+    position is random), but the motion is most of what varies, so a model
+    learns direction from a random start in a few hundred steps instead of
+    sitting at chance for the first ~600 (measured at 32 and 64 px).
+    """
     dx, dy = _VECTORS[DIRECTIONS[label]]
     norm = math.hypot(dx, dy)
     speed = rng.uniform(0.03, 0.06) * resolution  # pixels per frame
     vx, vy = dx / norm * speed, dy / norm * speed
-    radius = int(rng.uniform(0.10, 0.18) * resolution)
+    radius = int(rng.uniform(0.15, 0.22) * resolution if plain else rng.uniform(0.10, 0.18) * resolution)
     # The scene wraps around (a torus): long streams never run out of frame.
     x0, y0 = rng.uniform(0, resolution, size=2)
-    background = rng.integers(0, 256, size=3)
-    color = (background + rng.integers(80, 176, size=3)) % 256
-    shape = rng.integers(0, 3)
+    if plain:
+        background = np.full(3, rng.integers(60, 120))
+        color, shape, noise_level = np.full(3, 230), 0, 4.0
+    else:
+        background = rng.integers(0, 256, size=3)
+        color = (background + rng.integers(80, 176, size=3)) % 256
+        shape = rng.integers(0, 3)
+        noise_level = rng.uniform(4, 16)
     base = np.empty((resolution, resolution, 3), np.uint8)
     base[:] = background
-    noise_level = rng.uniform(4, 16)
     out = np.empty((frames, resolution, resolution, 3), np.uint8)
     for t in range(frames):
         img = base.copy()
