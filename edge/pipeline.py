@@ -35,6 +35,7 @@ from .manifest import write_json_atomic
 from .postprocess import EventDetector, EventOptions, Smoother, SmoothingOptions
 from .postprocess import top_k as rank
 from .results import Event, Prediction, Sink
+from .readahead import sampled_frames
 from .sampler import FrameSampler
 from .sources import FrameSource, VideoFileSource
 
@@ -183,50 +184,53 @@ def run_pipeline(
         classifier.reset()
     if isinstance(source, FrameSource):
         source.lazy_frames = True  # this loop reads a frame's pixels before the next frame, or never
+    # A file read as fast as it goes is decoded on another core while the model steps.
+    every_frame = any(getattr(sink, "every_frame", False) for sink in sinks)
     start = perf()
     failed = False
     try:
-        for frame in source:
-            if stop is not None and stop.is_set():
-                stats.ended_by = "stop"
-                break
-            stats.frames_read += 1
-            last_ts = frame.timestamp
-            try:
-                for hook in frame_hooks:
-                    hook(frame)
-                if not sampler.accept(frame.timestamp):
-                    continue  # never decoded to pixels, if the source is lazy
-                image = frame.image
-            except FrameDecodeError:
-                continue  # counted by the source as a failed read
-            t0 = perf()
-            raw = classifier.step(image)
-            ms = (perf() - t0) * 1000.0
-            latency.add(ms)
-            stats.frames_fed += 1
-            stats.steps += 1
-            probs = smoother.update(raw)
-            prediction = Prediction(
-                timestamp=frame.timestamp,
-                frame_index=frame.index,
-                step=stats.steps,
-                probabilities=probs,
-                top_k=rank(probs, labels, k),
-                latency_ms=ms,
-                raw_probabilities=raw,
-            )
-            for hook in prediction_hooks:
-                hook(prediction, frame)
-            events = detector.update(frame.timestamp, probs)
-            if events:
-                emit(events)
-            if max_steps is not None and stats.steps >= max_steps:
-                stats.ended_by = "max_steps"
-                break
-        else:
-            if stop is not None and stop.is_set():
-                stats.ended_by = "stop"
+        with sampled_frames(source, sampler.accept, every_frame) as frames:
+            for frame, accepted in frames:
+                if stop is not None and stop.is_set():
+                    stats.ended_by = "stop"
+                    break
+                stats.frames_read += 1
+                last_ts = frame.timestamp
+                try:
+                    for hook in frame_hooks:
+                        hook(frame)
+                    if not accepted:
+                        continue  # never decoded to pixels, if the source is lazy
+                    image = frame.image
+                except FrameDecodeError:
+                    continue  # counted by the source as a failed read
+                t0 = perf()
+                raw = classifier.step(image)
+                ms = (perf() - t0) * 1000.0
+                latency.add(ms)
+                stats.frames_fed += 1
+                stats.steps += 1
+                probs = smoother.update(raw)
+                prediction = Prediction(
+                    timestamp=frame.timestamp,
+                    frame_index=frame.index,
+                    step=stats.steps,
+                    probabilities=probs,
+                    top_k=rank(probs, labels, k),
+                    latency_ms=ms,
+                    raw_probabilities=raw,
+                )
+                for hook in prediction_hooks:
+                    hook(prediction, frame)
+                events = detector.update(frame.timestamp, probs)
+                if events:
+                    emit(events)
+                if max_steps is not None and stats.steps >= max_steps:
+                    stats.ended_by = "max_steps"
+                    break
+            else:
+                if stop is not None and stop.is_set():
+                    stats.ended_by = "stop"
     except KeyboardInterrupt:
         # The user ended the run: what was produced so far is good, keep it.
         stats.ended_by = "interrupt"
@@ -338,21 +342,22 @@ def classify_clip(
     frames_read = 0
     if isinstance(video, FrameSource):
         video.lazy_frames = True  # pixels decoded only for the frames the sampler keeps
-    for frame in video:
-        frames_read += 1
-        if on_frame is not None:
-            on_frame(frame)
-        if sampler is not None and not sampler.accept(frame.timestamp):
-            continue
-        try:
-            image = frame.image
-        except FrameDecodeError:
-            continue
-        final = classifier.step(image)
-        timestamps.append(frame.timestamp)
-        indices.append(frame.index)
-        if keep_probabilities:
-            kept.append(final)
+    with sampled_frames(video, sampler.accept if sampler is not None else _every) as frames:
+        for frame, accepted in frames:
+            frames_read += 1
+            if on_frame is not None:
+                on_frame(frame)
+            if not accepted:
+                continue
+            try:
+                image = frame.image
+            except FrameDecodeError:
+                continue
+            final = classifier.step(image)
+            timestamps.append(frame.timestamp)
+            indices.append(frame.index)
+            if keep_probabilities:
+                kept.append(final)
     if final is None:
         raise EdgeError("the video has no frames")
     probabilities = np.stack(kept).astype(np.float32, copy=False) if kept else np.zeros((0, len(labels)), np.float32)
@@ -366,6 +371,10 @@ def classify_clip(
         final=np.asarray(final, dtype=np.float32),
         top_k=rank(final, labels, top_k),
     )
+
+
+def _every(_timestamp: float) -> bool:
+    return True
 
 
 PROBABILITY_FORMATS = (".csv", ".json")

@@ -54,7 +54,14 @@ class Sink(Protocol):
 
 
 class BaseSink:
-    """A sink that ignores everything; subclasses override what they need."""
+    """A sink that ignores everything; subclasses override what they need.
+
+    ``every_frame``: the sink reads the pixels of every frame in ``on_frame``
+    (it draws or writes them), not only of the frames the model gets; a file
+    source read ahead then decodes them all.
+    """
+
+    every_frame = False
 
     def on_frame(self, frame: Frame) -> None:
         pass

@@ -175,6 +175,8 @@ class AnnotatedVideoSink(BaseSink):
     ``fps`` is the playback rate written into the file (the source's rate).
     """
 
+    every_frame = True
+
     def __init__(self, path: str | os.PathLike[str], fps: float, top_k: int = 3, fourcc: str = "mp4v") -> None:
         self.path = Path(path)
         self.fps = float(fps) if fps and fps > 0 else 30.0
@@ -262,6 +264,8 @@ def opencv_has_gui() -> bool:
 
 class DisplaySink(BaseSink):
     """Shows the annotated frames in a window; ``q`` or Esc sets ``stop``."""
+
+    every_frame = True
 
     def __init__(self, window: str = "movinet-edge", top_k: int = 3, stop: threading.Event | None = None) -> None:
         if not opencv_has_gui():
