@@ -6,18 +6,43 @@ classifier)) and export it like a user would export a downloaded one.
 
 ``MOVINET_TEST_CACHE=DIR`` keeps the exported models between runs (for
 development; CI starts empty). Set ``MOVINET_TEST_FRESH=1`` to ignore it.
+Under pytest-xdist the workers share one cache; a file lock per model makes
+sure each is exported once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# The modules that take minutes (training, the official export tool, qemu), in the
+# order the run starts them: with pytest-xdist (-n 2 --dist loadfile) they then run
+# side by side from the start instead of leaving one core idle at the end.
+LONGEST_FIRST = (
+    "export/test_finetune.py",
+    "export/test_cli_export.py",
+    "export/test_int8_quality.py",
+    "arm64/test_arm64.py",
+    "export/test_export.py",
+)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = Path(str(item.fspath)).as_posix()
+        return next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith(name)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: the order inside a module stays
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -45,12 +70,28 @@ def kinetics_labels(test_data: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session's models go: shared by every pytest-xdist worker of the run."""
     cache = os.environ.get("MOVINET_TEST_CACHE")
     if cache and not os.environ.get("MOVINET_TEST_FRESH"):
         path = Path(cache)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    return tmp_path_factory.mktemp("models")
+    elif os.environ.get("PYTEST_XDIST_WORKER"):
+        # Each worker has basetemp/popen-gwN; their parent is the run's own folder.
+        path = tmp_path_factory.getbasetemp().parent / "models"
+    else:
+        path = tmp_path_factory.getbasetemp() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def cache_lock(cache: Path, name: str) -> Iterator[None]:
+    """One writer per cached model: a second worker waits, then finds it made."""
+    with open(cache / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _cached(cache: Path, name: str) -> Path | None:
@@ -62,12 +103,13 @@ def _cached(cache: Path, name: str) -> Path | None:
 def a0_checkpoint(model_cache: Path) -> Path:
     """A random-init A0 stream checkpoint at 172 px in the official object layout."""
     folder = model_cache / "a0_checkpoint"
-    if _cached(model_cache, "a0_checkpoint"):
-        return folder
-    from helpers.checkpoints import save_random_checkpoint
+    with cache_lock(model_cache, "a0_checkpoint"):
+        if _cached(model_cache, "a0_checkpoint"):
+            return folder
+        from helpers.checkpoints import save_random_checkpoint
 
-    shutil.rmtree(folder, ignore_errors=True)
-    save_random_checkpoint(folder, "a0", resolution=None, seed=0)
+        shutil.rmtree(folder, ignore_errors=True)
+        save_random_checkpoint(folder, "a0", resolution=None, seed=0)
     return folder
 
 
@@ -88,16 +130,20 @@ def a0_exporter(a0_checkpoint: Path, kinetics_labels: Path, clips: Path):
         yield exporter
 
 
-def _export(model_cache: Path, request: pytest.FixtureRequest, precision: str, recipe: str = "selective") -> Path:
+def _export(model_cache: Path, request: pytest.FixtureRequest, precision: str, recipe: str = "selective",
+            input_dtype: str = "float32") -> Path:
+    """The A0 export of this precision, recipe and input type: made once per run, whichever worker asks first."""
     name = f"a0_{precision}" + ("" if recipe == "selective" else f"_{recipe}")
-    if cached := _cached(model_cache, name):
-        return cached
-    exporter = request.getfixturevalue("a0_exporter")
-    exporter.options.int8_recipe = recipe
-    try:
-        exporter.export(precision, model_cache / name, force=True)
-    finally:
-        exporter.options.int8_recipe = "selective"
+    name += "" if input_dtype == "float32" else f"_{input_dtype}_input"
+    with cache_lock(model_cache, name):
+        if cached := _cached(model_cache, name):
+            return cached
+        exporter = request.getfixturevalue("a0_exporter")
+        exporter.options.int8_recipe, exporter.options.input_dtype = recipe, input_dtype
+        try:
+            exporter.export(precision, model_cache / name, force=True)
+        finally:
+            exporter.options.int8_recipe, exporter.options.input_dtype = "selective", "float32"
     return model_cache / name
 
 
@@ -152,13 +198,4 @@ def run_cli():
 def int8_uint8_input_model_dir(model_cache: Path, request: pytest.FixtureRequest) -> Path:
     """Selective int8 exported with ``input_dtype="uint8"`` (``--input-dtype uint8``): the
     image input takes camera bytes directly. Shares the exporter's calibration with int8."""
-    name = "a0_int8_uint8_input"
-    if cached := _cached(model_cache, name):
-        return cached
-    exporter = request.getfixturevalue("a0_exporter")
-    exporter.options.input_dtype = "uint8"
-    try:
-        exporter.export("int8", model_cache / name, force=True)
-    finally:
-        exporter.options.input_dtype = "float32"
-    return model_cache / name
+    return _export(model_cache, request, "int8", input_dtype="uint8")

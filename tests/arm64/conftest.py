@@ -15,6 +15,7 @@ import pytest
 from arm64.step_clock import StepClock
 
 CLOCK = pytest.StashKey[StepClock]()
+REPORT_PROPERTY = "arm64_step"
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +26,13 @@ def arm64_clock(request: pytest.FixtureRequest) -> StepClock:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
-    clock = config.stash.get(CLOCK, None)
-    if clock is not None and clock.parts:
+    # The report travels as a user property of the step test, so that it also reaches
+    # the controller when pytest-xdist ran the test in a worker.
+    lines = [value for reports in terminalreporter.stats.values() for report in reports
+             for key, value in getattr(report, "user_properties", []) if key == REPORT_PROPERTY]
+    if not lines:
+        clock = config.stash.get(CLOCK, None)
+        lines = [clock.report()] if clock is not None and clock.parts else []
+    if lines:
         terminalreporter.write_sep("-", "arm64 (issue 8)")
-        terminalreporter.write_line(clock.report())
+        terminalreporter.write_line(lines[-1])

@@ -96,7 +96,7 @@ def test_the_plan_is_measured_and_recorded(int8_exports: dict[str, Path]) -> Non
     plan = load_manifest(int8_exports["int8_selective"] / "manifest.json").quantization["plan"]
     blocks = plan["blocks"]
     assert blocks[0] == "stem" and blocks[-1] == "block4_layer3" and len(blocks) == 16
-    # Measured: all blocks int8 0.076 relative logit error, over the 0.03 tolerance.
+    # Measured: all blocks int8 0.066 relative logit error on the calibration stream, over the 0.03 tolerance.
     assert plan["error"]["relative_rmse"] <= plan["tolerance"] < plan["error_all_blocks_int8"]["relative_rmse"]
     # The float blocks are a suffix (from the classifier end), the shortest one measured within tolerance.
     k = len(plan["float_blocks"])
