@@ -27,8 +27,7 @@ streams, states carried; ``bench/int8_quality.py`` has the full runs):
   int8 drifts): a bisection, about 6 candidate models instead of one per
   block (measured: the order matched a greedy search over every block's own
   error on 8 of the first 9 blocks it moved). On the test model it kept the
-  stem, block0 and the first two layers of block1 int8, which at 172 px are
-  most of the multiply-adds.
+  stem and block0 static int8, the highest-resolution layers.
 
 The result is recorded in the manifest: every candidate's error, which blocks
 stayed float, and whether the tolerance was met.
@@ -52,8 +51,12 @@ from .tflite_graph import Graph
 # model, held-out 320-frame streams: a greedy search to 0.05 moved 1 block to
 # float and agreed with float on 99.6% of frames raw but 97.0% under a 3 s
 # window; to 0.03, on 98.6% and 98.4%. The suffix bisection on one long
-# calibration stream, at 0.03, moved 12 blocks: 98.6% raw and windowed.
-DEFAULT_TOLERANCE = 0.03
+# calibration stream, at 0.03, moved 12 blocks: 98.6% raw and windowed, but
+# 96.9% raw (one stream 93%) on a retrained copy; at 0.02 it moved 14 (the stem
+# and block0 stay int8): 98.6% raw, 99.3% windowed. The float blocks still
+# compute in int8 (int8 weights, inputs quantized per call), so the margin
+# costs little speed.
+DEFAULT_TOLERANCE = 0.02
 HARD_SWISH_FLOOR = -3.0  # hard_swish(x) = 0 for every x <= -3
 _UNIT = re.compile(r"/(stem|block\d+_layer\d+)/")
 _HEAD = re.compile(r"/head/|classifier_head/")

@@ -270,8 +270,8 @@ def test_usage_errors_are_one_line(tmp_path, run_cli):
     """An unknown option or a value Typer itself rejects: the same one line as our own errors."""
     result = run_cli(CLI, "--model", "a0", "--calibration-frames", "many", "--output", str(tmp_path / "out"))
 
-    line = assert_failed_cleanly(result, "'--calibration-frames'")
-    assert "'many'" in line and line.endswith("; see 'movinet-export --help'")
+    line = assert_failed_cleanly(result, "Invalid value for '--calibration-frames'")
+    assert line.endswith("; see 'movinet-export --help'")
     assert result.stderr.splitlines() == [line]
     result = run_cli(CLI, "finetune", str(tmp_path), "--epochz", "3")
     assert result.stderr.splitlines() == ["error: No such option: --epochz (Possible options: --epochs, --export); "
