@@ -196,12 +196,12 @@ class Exporter:
     def _prepare_from_savedmodel(self, path: Path) -> None:
         import tensorflow as tf
 
-        from .convert import inspect_savedmodel
+        from .convert import SIGNATURE_KEY, inspect_savedmodel, save_signature_savedmodel
 
         if not path.is_dir():
             raise ExportError(f"SavedModel {path} is not a directory")
         self.log(f"loading SavedModel {path}")
-        key, inputs, outputs = inspect_savedmodel(path)
+        key, inputs, outputs, loaded = inspect_savedmodel(path)
         image = inputs["image"]
         shape = image.shape.as_list()
         if None in shape or shape[0] != 1 or shape[1] != 1:
@@ -223,11 +223,11 @@ class Exporter:
             digest.update(file.relative_to(path).as_posix().encode())
             digest.update(file.read_bytes())
         self.source = {"kind": "saved_model", "location": str(path), "sha256": digest.hexdigest()}
-        self.savedmodel = path
-        self.signature_key = key
-        loaded = tf.saved_model.load(str(path))
         fn = loaded.signatures[key]
         self._loaded = loaded  # keep the variables alive
+        self.log(f"saving its streaming signature ({key}) as a light SavedModel")
+        save_signature_savedmodel(fn, inputs, self.savedmodel)
+        self.signature_key = SIGNATURE_KEY
         self.initial_states = {
             name: tf.zeros(spec.shape, spec.dtype) for name, spec in inputs.items() if name != "image"
         }

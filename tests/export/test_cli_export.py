@@ -212,17 +212,17 @@ def test_official_download_interrupted_resumed_then_cached(
     np.testing.assert_allclose(edge_logits(out, carving_ice), edge_logits(float_model_dir, carving_ice),
                                rtol=0, atol=1e-5)
 
-    # 3. A third run is served by the cache: no request at all. (It asks for a
-    # 7-class head that the 600-class checkpoint cannot fill, so it stops at
-    # the restore instead of converting again.)
+    # 3. A third run is served by the cache: no request at all. (Its 7 labels do
+    # not fit the cached checkpoint's 600 classes, so it stops right after the
+    # weights are resolved, before any model is built.)
     asked = len(mirror.requests)
     seven = tmp_path / "seven.txt"
     seven.write_text("".join(f"class {i}\n" for i in range(7)))
     again = run_cli(CLI, "--model", "a0", "--cache-dir", str(cache), "--output", str(tmp_path / "other"),
-                    "--num-classes", "7", "--labels", str(seven), "--quiet", env=env)
+                    "--labels", str(seven), "--quiet", env=env)
 
     assert len(mirror.requests) == asked
-    line = assert_failed_cleanly(again, "does not fit MoViNet-A0 stream")
+    line = assert_failed_cleanly(again, "labels have 7 entries but the model has 600 classes")
     assert again.stderr.splitlines() == [line]  # --quiet: the error line and nothing else
     assert not (tmp_path / "other").exists()
 
