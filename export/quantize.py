@@ -159,7 +159,10 @@ def set_image_input_dtype(tflite: bytes, dtype: str) -> tuple[bytes, dict[str, A
     quant_code = _opcode_index(model, schema.BuiltinOperator.QUANTIZE)
     consumers = [op for op in sub.operators if image_index in list(op.inputs)]
     if len(consumers) != 1 or consumers[0].opcodeIndex != quant_code:
-        raise ExportError("the image input does not feed a single QUANTIZE op; cannot make it uint8/int8")
+        raise ExportError(
+            "--input-dtype uint8/int8 needs an int8 first convolution and this model's is float (the int8 "
+            "plan keeps blocks float when int8 costs too much accuracy); export with --input-dtype float32"
+        )
     qop = consumers[0]
     quantized = sub.tensors[qop.outputs[0]]
     scale = float(quantized.quantization.scale[0])
