@@ -50,7 +50,7 @@ DEFAULT_OUT = REPO / "bench" / "results.json"
 
 TFLITE_RUNTIME = "tflite-runtime==2.14.0"
 # tflite-runtime 2.14 is built against numpy 1.x; OpenCV 4.12+ wheels need numpy 2.
-TFLITE_RUNTIME_DEPS = [TFLITE_RUNTIME, "numpy<2", "opencv-python-headless<4.12", "typer>=0.12"]
+TFLITE_RUNTIME_DEPS = [TFLITE_RUNTIME, "numpy<2", "opencv-python-headless<4.12", "typer>=0.12,<0.20", "click>=8.1,<9"]
 
 
 @dataclass(frozen=True)

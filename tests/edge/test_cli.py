@@ -609,11 +609,10 @@ def test_live_resize_option(tmp_path: Path, float_model_dir: Path, clips: Path, 
 def test_bad_resize_value(tmp_path: Path, clips: Path) -> None:
     result = run("classify", clips / "flipping_pancake.mkv", "--resize", "zoom", cwd=tmp_path)
     assert result.returncode == 2
-    # A usage error is one line like every other error, not Typer's framed box.
-    assert result.stderr.splitlines() == [
-        "error: Invalid value for '--resize': Value error, 'zoom' is not one of 'crop', 'pad', 'stretch'; "
-        "see 'movinet-edge classify --help'"
-    ] or re.fullmatch(r"error: .*'--resize'.*'zoom'.*; see 'movinet-edge classify --help'\n", result.stderr)
+    # A usage error is one line like every other error, not Typer's framed box. (The
+    # wording inside is Click's and varies a little between Typer releases.)
+    assert re.fullmatch(r"error: Invalid value for '--resize': .*'zoom' is not one of 'crop', 'pad', 'stretch'; "
+                        r"see 'movinet-edge classify --help'\n", result.stderr), result.stderr
     unknown = run("--video", clips / "flipping_pancake.mkv", "--frobnicate", cwd=tmp_path)
     assert unknown.returncode == 2
-    assert unknown.stderr == "error: No such option: --frobnicate; see 'movinet-edge --help'\n"
+    assert re.fullmatch(r"error: No such option:? '?--frobnicate'?; see 'movinet-edge --help'\n", unknown.stderr)
