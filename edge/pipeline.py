@@ -189,8 +189,8 @@ def run_pipeline(
     start = perf()
     failed = False
     try:
-        with sampled_frames(source, sampler.accept, every_frame) as frames:
-            for frame, accepted in frames:
+        with sampled_frames(source, sampler.accept, every_frame, getattr(classifier, "prepare", None)) as frames:
+            for frame, accepted, prepared in frames:
                 if stop is not None and stop.is_set():
                     stats.ended_by = "stop"
                     break
@@ -201,7 +201,8 @@ def run_pipeline(
                         hook(frame)
                     if not accepted:
                         continue  # never decoded to pixels, if the source is lazy
-                    image = frame.image
+                    # Made square at the model's resolution by the reader thread when it could.
+                    image = frame.image if prepared is None else prepared
                 except FrameDecodeError:
                     continue  # counted by the source as a failed read
                 t0 = perf()
@@ -342,15 +343,16 @@ def classify_clip(
     frames_read = 0
     if isinstance(video, FrameSource):
         video.lazy_frames = True  # pixels decoded only for the frames the sampler keeps
-    with sampled_frames(video, sampler.accept if sampler is not None else _every) as frames:
-        for frame, accepted in frames:
+    prepare = getattr(classifier, "prepare", None)
+    with sampled_frames(video, sampler.accept if sampler is not None else _every, prepare=prepare) as frames:
+        for frame, accepted, prepared in frames:
             frames_read += 1
             if on_frame is not None:
                 on_frame(frame)
             if not accepted:
                 continue
             try:
-                image = frame.image
+                image = frame.image if prepared is None else prepared
             except FrameDecodeError:
                 continue
             final = classifier.step(image)

@@ -6,7 +6,8 @@ spends stepping. Decoding releases the GIL, and so does the interpreter's
 invoke, so a second thread can decode the next step's frames while the model
 runs: :class:`ReadAhead` does that, with the sampler's decision taken in the
 reading thread, so that only the frames the model (or a sink that needs every
-frame, such as an annotated video) will use are converted to pixels.
+frame, such as an annotated video) will use are converted to pixels, and the
+model's own preprocessing (crop, resize) done there too when it has one.
 
 Cameras and streams already read in a thread of their own and drop late
 frames; a file played ``--realtime`` behaves like one. Both keep the inline
@@ -20,6 +21,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
+import numpy as np
+
 from .frames import Frame, FrameDecodeError
 from .sources import VideoFileSource
 
@@ -30,26 +33,37 @@ DEPTH = 16
 _END = object()
 
 
+# (frame, accepted by the sampler, the model's input made from it or None)
+Sampled = tuple[Frame, bool, "np.ndarray | None"]
+
+
 @contextmanager
 def sampled_frames(
-    frames: Iterable[Frame], accept: Callable[[float], bool], every_frame: bool = False
-) -> Iterator[Iterator[tuple[Frame, bool]]]:
-    """``(frame, accepted)`` pairs: read ahead for a file played as fast as it goes, inline otherwise."""
+    frames: Iterable[Frame],
+    accept: Callable[[float], bool],
+    every_frame: bool = False,
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Iterator[Iterator[Sampled]]:
+    """``(frame, accepted, prepared)``: read ahead for a file played as fast as it goes, inline otherwise.
+
+    ``prepare`` (the classifier's preprocessing) is applied ahead, in the
+    reader; inline, ``prepared`` is None and the classifier does it itself.
+    """
     if isinstance(frames, VideoFileSource) and not frames.realtime:
-        with ReadAhead(frames, accept, every_frame) as reader:
+        with ReadAhead(frames, accept, every_frame, prepare) as reader:
             yield iter(reader)
     else:
         yield sampled_inline(frames, accept)
 
 
-def sampled_inline(frames: Iterable[Frame], accept: Callable[[float], bool]) -> Iterator[tuple[Frame, bool]]:
+def sampled_inline(frames: Iterable[Frame], accept: Callable[[float], bool]) -> Iterator[Sampled]:
     """Each frame with the sampler's decision, taken in the consumer's thread."""
     for frame in frames:
-        yield frame, accept(frame.timestamp)
+        yield frame, accept(frame.timestamp), None
 
 
 class ReadAhead:
-    """Iterate ``frames`` in a thread; yield ``(frame, accepted)`` with accepted frames' pixels decoded.
+    """Iterate ``frames`` in a thread; yield ``(frame, accepted, prepared)``, accepted frames decoded.
 
     ``every_frame``: decode every frame's pixels (a sink draws or writes every
     frame). Use as a context manager: leaving it stops the reader and joins it
@@ -58,10 +72,11 @@ class ReadAhead:
     """
 
     def __init__(self, frames: Iterable[Frame], accept: Callable[[float], bool], every_frame: bool = False,
-                 depth: int = DEPTH) -> None:
+                 prepare: Callable[[np.ndarray], np.ndarray] | None = None, depth: int = DEPTH) -> None:
         self._frames = frames
         self._accept = accept
         self._every_frame = every_frame
+        self._prepare = prepare
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="movinet-readahead", daemon=True)
@@ -95,19 +110,23 @@ class ReadAhead:
         try:
             for frame in self._frames:
                 accepted = self._accept(frame.timestamp)
+                prepared = None
                 if accepted or self._every_frame:
                     try:
-                        frame.image  # noqa: B018 - decode now, in this thread
+                        image = frame.image  # decode now, in this thread
                     except FrameDecodeError:
                         accepted = False  # counted by the source as a failed read
-                if not self._put((frame, accepted)) or self._stop.is_set():
+                    else:
+                        if accepted and self._prepare is not None:
+                            prepared = self._prepare(image)
+                if not self._put((frame, accepted, prepared)) or self._stop.is_set():
                     return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
             self._put(exc)
             return
         self._put(_END)
 
-    def __iter__(self) -> Iterator[tuple[Frame, bool]]:
+    def __iter__(self) -> Iterator[Sampled]:
         while True:
             item = self._queue.get()
             if item is _END:

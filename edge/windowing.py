@@ -86,6 +86,10 @@ class WindowedClassifier:
             fresh = self.classifier.snapshot()
             self._sets = [fresh, [a.copy() for a in fresh]]
 
+    def prepare(self, frame_rgb: np.ndarray) -> np.ndarray:
+        """The classifier's preprocessing (so a reader thread can do it ahead)."""
+        return self.classifier.prepare(frame_rgb)
+
     def step(self, frame_rgb: np.ndarray) -> np.ndarray:
         return softmax(self.step_logits(frame_rgb))
 

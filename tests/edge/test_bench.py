@@ -47,6 +47,8 @@ def test_bench_library_returns_every_measurement(tmp_path: Path, float_model_dir
     assert cs is not None and cs.threads == 2 and len(cs.runs) == 1
     assert cs.runs[0] > 0 and cs.peak_rss_mb > 20  # a process with numpy, OpenCV and a model loaded
     assert cs.peak_rss_mb < 400
+    # The sampled split: private memory (a float A0 holds its packed weights there) and mapped files.
+    assert 10 < cs.peak_private_mb < cs.peak_rss_mb and 10 < cs.peak_file_backed_mb < cs.peak_rss_mb
 
     out = tmp_path / "bench.json"
     report.write_json(out)
@@ -125,5 +127,5 @@ def test_peak_rss_is_the_childs_own(float_model_dir: Path, clips: Path) -> None:
     holding models reported 225 MB for every run that way. A parent with 600 MB
     touched must not change the measured peak of a movinet-edge run."""
     ballast = np.ones(600 * 2**20, np.uint8)
-    _, peak_mb, _ = cold_start_once(float_model_dir, clips / "carving_ice.mp4", threads=1)
-    assert ballast.sum() > 0 and 20 < peak_mb < 400
+    _, (peak_mb, private_mb, _), _ = cold_start_once(float_model_dir, clips / "carving_ice.mp4", threads=1)
+    assert ballast.sum() > 0 and 20 < peak_mb < 400 and private_mb < peak_mb
