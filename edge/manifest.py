@@ -183,6 +183,8 @@ def read_labels(path: Path) -> list[str]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise EdgeError(f"cannot read labels {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise EdgeError(f"labels {path} is not UTF-8 text; save it as UTF-8, one label a line") from None
     labels = [line.strip() for line in lines]
     while labels and not labels[-1]:
         labels.pop()

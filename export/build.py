@@ -140,18 +140,6 @@ def restore(model: tf_keras.Model, prefix: str, what: str) -> None:
             f"checkpoint {prefix} does not fit {what}: {_first_line(exc)} "
             "(is it a stream checkpoint of this model id? base checkpoints cannot stream)"
         ) from None
-    unmatched = [v.name for v in model.variables if not _is_restored(v, status)]
-    if unmatched:
-        raise ExportError(
-            f"checkpoint {prefix} has no value for {len(unmatched)} variables of {what} "
-            f"(first: {unmatched[0]}); is it a stream checkpoint of this model id?"
-        )
-
-
-def _is_restored(variable: tf.Variable, status) -> bool:  # noqa: ANN001
-    # assert_existing_objects_matched already raised for anything unmatched;
-    # this hook stays for checkpoints restored lazily (no unmatched list there).
-    return True
 
 
 def copy_weights(source: tf_keras.Model, target: tf_keras.Model) -> None:

@@ -30,7 +30,7 @@ def export(
     ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", "-m", help="Model id: a0..a5 (stream).")] = "a0",
     quantize: Annotated[
-        Optional[str], typer.Option("--quantize", "-q", is_flag=False, flag_value="int8", help=PRECISION_HELP)
+        Optional[str], typer.Option("--quantize", "-q", help=PRECISION_HELP)
     ] = None,
     checkpoint: Annotated[
         Optional[str],
@@ -50,7 +50,7 @@ def export(
     ] = None,
     calibration_videos: Annotated[
         Optional[list[str]],
-        typer.Option("--calibration-videos", help="int8: videos, folders or globs to calibrate on (repeatable)."),
+        typer.Option("--calibration-videos", help="int8: videos, folders or globs to calibrate on (several after one flag, or the flag repeated)."),
     ] = None,
     calibration_frames: Annotated[
         int, typer.Option(min=0, help="int8: frames per calibration stream (0: default).")
@@ -136,17 +136,58 @@ def _silence_tensorflow_at_exit() -> None:
         logging.getLogger("tensorflow").setLevel(logging.CRITICAL)
 
 
+# Options that take every path up to the next option, as `--calibration-videos videos/*.mp4`
+# gives them after the shell expands the glob (Click options take one value per flag).
+MULTI_VALUE_OPTIONS = frozenset({"--calibration-videos"})
+# Options whose value may be left out, and what it then is: `--quantize` alone means int8.
+# (Click's own optional values take the next option as the value: `--quantize --force`.)
+OPTIONAL_VALUES = {"--quantize": "int8", "-q": "int8"}
+
+
+def normalize_args(args: list[str]) -> list[str]:
+    """Rewrite the command line into what Click parses unambiguously.
+
+    - ``--quantize`` (or ``-q``) with no value, last or before another option,
+      gets its default value: ``--quantize --force`` -> ``--quantize int8 --force``.
+    - ``--calibration-videos a b c`` -> ``--calibration-videos a --calibration-videos b ...``:
+      the first value after the flag is its own; the ones after it, up to the next
+      token that starts with ``-``, are repeated under the same flag.
+    """
+    out: list[str] = []
+    flag: str | None = None  # the multi-value option whose values are being read
+    has_value = False
+    for i, arg in enumerate(args):
+        if arg.startswith("-"):
+            flag = arg if arg in MULTI_VALUE_OPTIONS else None
+            has_value = False
+            out.append(arg)
+            if arg in OPTIONAL_VALUES and (i + 1 == len(args) or args[i + 1].startswith("-")):
+                out.append(OPTIONAL_VALUES[arg])
+        elif flag is not None and has_value:
+            out.extend([flag, arg])
+        else:
+            has_value = flag is not None
+            out.append(arg)
+    return out
+
+
 def main() -> None:
     """Console entry point: one line per user error, no traceback."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ chatter hides our progress
+    from movinet_edge.errors import EdgeError
     from movinet_edge.exits import run_app
 
     try:
-        code = run_app(app, "movinet-export")  # a usage error: one line, exit 2
-    except ExportError as exc:
+        code = run_app(app, "movinet-export", normalize_args(sys.argv[1:]))  # usage error: one line
+    except (ExportError, EdgeError) as exc:  # EdgeError: the edge reader and labels, shared with the device
         print(f"error: {exc}", file=sys.stderr)
         _silence_tensorflow_at_exit()
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a full disk or a folder that vanished while the output was written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}; nothing was written", file=sys.stderr)
+        _silence_tensorflow_at_exit()
+        sys.exit(1)
     except ModuleNotFoundError as exc:
         if exc.name is None or exc.name.split(".")[0] not in EXPORT_MODULES:
             raise

@@ -214,6 +214,7 @@ class Exporter:
         self.resolution = int(shape[2])
         if self.options.resolution and self.options.resolution != self.resolution:
             raise ExportError(f"--resolution {self.options.resolution} differs from the SavedModel's {self.resolution}")
+        self._warn_if_another_model(path)
         self.num_classes = int(outputs["logits"].shape[-1])
         self._load_labels()
         self.config = None
@@ -233,6 +234,24 @@ class Exporter:
         }
         self.tf_step = lambda feed: fn(**feed)
         self.arch = {"source": "saved_model"}
+
+    def _warn_if_another_model(self, path: Path) -> None:
+        """A SavedModel does not say which model id it is; its resolution may, and the fps follows from it.
+
+        The manifest's fps (the rate the device feeds frames at) comes from
+        ``--model``; converting an A5 SavedModel under the default a0 would make
+        the device feed 5 frames a second to a model trained on 12.
+        """
+        if self.resolution == self.entry.resolution:
+            return
+        others = [e.model_id for e in ZOO.values() if e.resolution == self.resolution]
+        if others:
+            print(
+                f"warning: SavedModel {path} takes {self.resolution} px images, the resolution of "
+                f"{' and '.join(others)}, but --model is {self.entry.model_id}: its fps ({self.entry.fps:g}) goes "
+                f"into the manifest; pass --model {others[0]} if it is that model",
+                file=sys.stderr,
+            )
 
     def _resolve_labels(self) -> list[str]:
         spec = self.options.labels
@@ -254,6 +273,16 @@ class Exporter:
             raise ExportError(f"labels file {spec} has empty lines inside it")
         return labels
 
+    def check_inputs(self, precision: str) -> None:
+        """Fail on a missing parity or calibration video before minutes of building and converting."""
+        video = self.options.parity_video
+        if video is not None and not Path(video).is_file():
+            raise ExportError(f"parity video {video} does not exist; pass a video file to --parity-video")
+        if precision == "int8" and self.options.calibration_videos:
+            from .calibration import expand_videos
+
+            expand_videos(self.options.calibration_videos)
+
     # ---- writing -----------------------------------------------------------
     def export(self, precision: str, output: Path | None = None, force: bool = False) -> Manifest:
         """Convert to one precision, check parity and write the directory atomically."""
@@ -262,6 +291,7 @@ class Exporter:
 
         target = Path(output) if output else default_output(self.entry.model_id, precision)
         check_target(target, force)
+        self.check_inputs(precision)
         self.prepare()
         recipe = Recipe(precision=precision)
         if precision == "int8":

@@ -110,7 +110,15 @@ def quantize(
         if (unit := unit_of(op.node)) is not None:
             by_unit.setdefault(unit, []).append(op.node)
 
+    built: dict[tuple[str, ...], bytes] = {}
+
     def build(float_units: list[str]) -> bytes:
+        key = tuple(float_units)
+        if key not in built:  # the plan's pick was already built while it was measured
+            built[key] = _build(float_units)
+        return built[key]
+
+    def _build(float_units: list[str]) -> bytes:
         float_nodes = head + [n for u in float_units for n in by_unit[u]]
         model = lite_convert.mlir_quantize(
             calibrated,
@@ -149,21 +157,18 @@ def set_image_input_dtype(tflite: bytes, dtype: str) -> tuple[bytes, dict[str, A
         return tflite, {}
     from tensorflow.lite.python import schema_py_generated as schema
 
-    model = schema.ModelT.InitFromPackedBuf(tflite, 0)
-    sub = model.subgraphs[0]
-    sig = model.signatureDefs[0]
-    image_entry = next((t for t in sig.inputs if _name(t.name) == "image"), None)
-    if image_entry is None:
+    graph = Graph(tflite)
+    sub = graph.sub
+    image_index = graph.input_index("image")
+    if image_index is None:
         raise ExportError("internal: no image input in the signature")
-    image_index = image_entry.tensorIndex
-    quant_code = _opcode_index(model, schema.BuiltinOperator.QUANTIZE)
-    consumers = [op for op in sub.operators if image_index in list(op.inputs)]
-    if len(consumers) != 1 or consumers[0].opcodeIndex != quant_code:
+    consumers = graph.consumers().get(image_index, [])
+    if len(consumers) != 1 or consumers[0].name != "QUANTIZE":
         raise ExportError(
             "--input-dtype uint8/int8 needs an int8 first convolution and this model's is float (the int8 "
             "plan keeps blocks float when int8 costs too much accuracy); export with --input-dtype float32"
         )
-    qop = consumers[0]
+    qop = sub.operators[consumers[0].index]
     quantized = sub.tensors[qop.outputs[0]]
     scale = float(quantized.quantization.scale[0])
     zero_point = int(quantized.quantization.zeroPoint[0])
@@ -173,7 +178,7 @@ def set_image_input_dtype(tflite: bytes, dtype: str) -> tuple[bytes, dict[str, A
         new_index = qop.outputs[0]
         sub.operators = [op for op in sub.operators if op is not qop]
         sub.inputs = [new_index if i == image_index else i for i in sub.inputs]
-        image_entry.tensorIndex = new_index
+        graph.set_input_index("image", new_index)
         quantized.name = image.name
         result = {"scale": scale, "zero_point": zero_point}
     else:  # uint8: the input tensor itself becomes uint8; QUANTIZE requantizes uint8 -> int8
@@ -182,23 +187,4 @@ def set_image_input_dtype(tflite: bytes, dtype: str) -> tuple[bytes, dict[str, A
         q.scale, q.zeroPoint = [scale], [zero_point + 128]
         image.quantization = q
         result = {"scale": scale, "zero_point": zero_point + 128}
-    builder = _flatbuffers_builder()
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output()), {"image_input": {"dtype": dtype, **result}}
-
-
-def _name(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _opcode_index(model: Any, builtin: int) -> int:
-    for i, code in enumerate(model.operatorCodes):
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
-            return i
-    return -1
-
-
-def _flatbuffers_builder() -> Any:
-    import flatbuffers
-
-    return flatbuffers.Builder(1024)
+    return graph.pack(), {"image_input": {"dtype": dtype, **result}}

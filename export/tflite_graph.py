@@ -77,12 +77,20 @@ class Graph:
                 out[i] = (float(q.min[0]), float(q.max[0]))
         return out
 
-    def input_index(self, name: str) -> int | None:
+    def _signature_input(self, name: str) -> Any:
         for entry in self.model.signatureDefs[0].inputs if self.model.signatureDefs else []:
             key = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
             if key == name:
-                return int(entry.tensorIndex)
+                return entry
         return None
+
+    def input_index(self, name: str) -> int | None:
+        """The tensor behind the signature input ``name``."""
+        entry = self._signature_input(name)
+        return None if entry is None else int(entry.tensorIndex)
+
+    def set_input_index(self, name: str, index: int) -> None:
+        self._signature_input(name).tensorIndex = index
 
     # ---- editing --------------------------------------------------------
     def set_range(self, index: int, low: float, high: float) -> None:

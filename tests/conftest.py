@@ -199,3 +199,9 @@ def int8_uint8_input_model_dir(model_cache: Path, request: pytest.FixtureRequest
     """Selective int8 exported with ``input_dtype="uint8"`` (``--input-dtype uint8``): the
     image input takes camera bytes directly. Shares the exporter's calibration with int8."""
     return _export(model_cache, request, "int8", input_dtype="uint8")
+
+
+@pytest.fixture(scope="session")
+def int8_int8_input_model_dir(model_cache: Path, request: pytest.FixtureRequest) -> Path:
+    """Selective int8 with ``--input-dtype int8``: camera bytes minus 128 (zero point -128)."""
+    return _export(model_cache, request, "int8", input_dtype="int8")

@@ -44,6 +44,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "labels": ("model.labels", "--labels"),
     "threads": ("model.threads", "--threads"),
     "top_k": ("model.top_k", "--top-k"),
+    "resize": ("model.resize", "--resize"),
     "camera": ("source.camera", "--camera"),
     "url": ("source.url", "--url"),
     "video": ("source.video", "--video"),
@@ -99,6 +100,9 @@ def serve_cmd(
     labels: Annotated[Path | None, typer.Option("--labels", help="Labels file instead of the model's.")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="Interpreter threads.")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", help="How many classes to report.")] = None,
+    resize: Annotated[
+        str | None, typer.Option("--resize", help="crop, pad or stretch (default: the model's manifest).")
+    ] = None,
     camera: Annotated[str | None, typer.Option("--camera", help="V4L2 index or device, or 'picam'.")] = None,
     url: Annotated[str | None, typer.Option("--url", help="Stream URL (rtsp://..., http://...).")] = None,
     video: Annotated[Path | None, typer.Option("--video", help="Video file.")] = None,

@@ -94,6 +94,9 @@ class ModelSection:
     labels: Path | None = None
     threads: int | None = field(default=None, metadata=_opt(_at_least(1)))
     top_k: int = field(default=5, metadata=_opt(_at_least(1)))
+    # How frames are made square: crop, pad or stretch. Unset: the policy in the
+    # model's manifest (the one it was trained and exported with), else crop.
+    resize: str | None = field(default=None, metadata=_opt(_one_of(("crop", "pad", "stretch"))))
 
 
 @dataclass

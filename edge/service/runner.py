@@ -213,7 +213,7 @@ def _check_labels(config: ServiceConfig, labels: list[str]) -> None:
 def _open_classifier(config: ServiceConfig) -> Any:
     from ..cli import open_classifier  # the CLI's way: model resolution, quiet native logs
 
-    classifier = open_classifier(config.model.path, config.model.labels, config.model.threads)
+    classifier = open_classifier(config.model.path, config.model.labels, config.model.threads, config.model.resize)
     if not config.windowed():
         return classifier
     from ..windowing import DEFAULT_WINDOW_SECONDS, WindowedClassifier

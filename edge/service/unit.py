@@ -67,7 +67,9 @@ ProtectControlGroups=yes
 ProtectClock=yes
 ProtectHostname=yes
 ProtectProc=invisible
-ProcSubset=pid
+# No ProcSubset=pid: it hides /proc/cpuinfo, which XNNPACK's CPU detection reads on
+# ARM (without it the model falls back to slow kernels), and /proc/stat, without
+# which the process_* metrics (memory, CPU) vanish from /metrics.
 RestrictNamespaces=yes
 RestrictRealtime=yes
 RestrictSUIDSGID=yes
@@ -77,6 +79,9 @@ RemoveIPC=yes
 SystemCallArchitectures=native
 SystemCallFilter=@system-service
 SystemCallFilter=~@privileged @resources
+# A filtered call fails with EPERM instead of killing the process: a library that
+# probes, say, sched_setaffinity for its thread pool carries on without it.
+SystemCallErrorNumber=EPERM
 UMask=0077
 """
 

@@ -193,30 +193,34 @@ def test_a_base_model_with_an_image_input_but_no_states_is_one_line(
 # --- an int8 model that takes camera bytes ------------------------------------------------------
 
 
-def test_uint8_input_model_is_fed_bytes_and_matches_the_float_input_int8(
-    int8_uint8_input_model_dir: Path, int8_model_dir: Path, frames: np.ndarray
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_quantized_input_model_is_fed_bytes_and_matches_the_float_input_int8(
+    dtype: str, request: pytest.FixtureRequest, int8_model_dir: Path, frames: np.ndarray
 ) -> None:
-    """`movinet-export --quantize --input-dtype uint8`: the image input is uint8 with scale 1/255
-    and zero point 0, so the classifier copies the frame's bytes into it unchanged, and the model
-    computes what the float-input int8 model (same calibration) computes from bytes / 255."""
-    manifest = load_manifest(int8_uint8_input_model_dir / "manifest.json")
+    """`movinet-export --quantize --input-dtype uint8|int8`: the image input has scale 1/255 and
+    zero point 0 (uint8) or -128 (int8), so the classifier copies the frame's bytes into it (less
+    128 for int8), and the model computes what the float-input int8 model (same calibration)
+    computes from bytes / 255."""
+    model_dir = request.getfixturevalue(f"int8_{dtype}_input_model_dir")
+    manifest = load_manifest(model_dir / "manifest.json")
     assert manifest.precision == "int8"
-    clf = StreamingClassifier.open(int8_uint8_input_model_dir, num_threads=1)
+    clf = StreamingClassifier.open(model_dir, num_threads=1)
     ref = StreamingClassifier.open(int8_model_dir, num_threads=1)
-    assert clf.image_dtype == np.uint8 and ref.image_dtype == np.float32
+    assert clf.image_dtype == np.dtype(dtype) and ref.image_dtype == np.float32
     assert clf.image_quantization is not None
     assert clf.image_quantization.scale == pytest.approx(1 / 255, rel=1e-6)
-    assert clf.image_quantization.zero_point == 0
+    assert clf.image_quantization.zero_point == (0 if dtype == "uint8" else -128)
     image_index = clf.input_details["image"]["index"]
     diffs, agree = [], []
     for frame in frames:  # the whole clip: 22 steps at 5 fps, states carried
         logits = clf.step_logits(frame)
         fed = clf.interpreter.get_tensor(image_index)
-        assert fed.dtype == np.uint8
-        np.testing.assert_array_equal(fed.reshape(frame.shape), frame)  # the bytes, as they came
+        assert fed.dtype == np.dtype(dtype)
+        expected_bytes = frame if dtype == "uint8" else (frame.astype(np.int16) - 128).astype(np.int8)
+        np.testing.assert_array_equal(fed.reshape(frame.shape), expected_bytes)  # the bytes, as they came
         expected = ref.step_logits(frame)
         diffs.append(float(np.abs(logits - expected).max()))
         agree.append(int(np.argmax(logits)) == int(np.argmax(expected)))
-    print(f"uint8-input vs float-input int8 on carving_ice: max |logit diff| {max(diffs):.3g}")
+    print(f"{dtype}-input vs float-input int8 on carving_ice: max |logit diff| {max(diffs):.3g}")
     assert max(diffs) < 1e-3, diffs
     assert all(agree)

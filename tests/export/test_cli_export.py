@@ -241,6 +241,54 @@ def test_existing_output_is_refused_and_left_untouched(tmp_path, run_cli, a0_che
     assert leftovers(target.parent) == []
 
 
+@pytest.mark.parametrize(
+    ("flags", "folder"),
+    [(["--quantize"], "a0_stream_int8"), (["--quantize", "float16"], "a0_stream_float16"),
+     (["-q", "dynamic"], "a0_stream_dynamic"), (["--model", "a2", "--quantize", "int8"], "a2_stream_int8")],
+)
+def test_quantize_flag_picks_the_precision_and_its_default_folder(
+    tmp_path, run_cli, a0_checkpoint, kinetics_labels, flags, folder
+):
+    """`--quantize` alone means int8 (the README's quick start); the precision names the default folder,
+    which is checked first: an existing one is refused before any work."""
+    target = old_model(tmp_path / "models" / folder)
+    before = snapshot(target)
+
+    result = run_cli(CLI, *flags, "--checkpoint", str(a0_checkpoint), "--labels", str(kinetics_labels),
+                     cwd=tmp_path)
+
+    assert_failed_cleanly(result, f"models/{folder} already exists; pass --force")
+    assert_no_work_done(result)
+    assert snapshot(target) == before
+
+
+def test_unknown_precision_and_inputs_missing_are_refused_before_any_work(
+    tmp_path, run_cli, a0_checkpoint, kinetics_labels
+):
+    """A bad --quantize value, a --parity-video or --calibration-videos path that is not there, labels
+    that are not text: one line each, before minutes of building and converting."""
+    common = ["--checkpoint", str(a0_checkpoint), "--output", str(tmp_path / "out")]
+    labels = ["--labels", str(kinetics_labels)]
+
+    result = run_cli(CLI, "--quantize", "int4", *common, *labels)
+    assert_failed_cleanly(result, "unknown --quantize 'int4'; choose int8, float16 or dynamic")
+
+    result = run_cli(CLI, *common, *labels, "--parity-video", str(tmp_path / "missing.mp4"))
+    assert_failed_cleanly(result, f"parity video {tmp_path / 'missing.mp4'} does not exist")
+    assert_no_work_done(result)
+
+    result = run_cli(CLI, "--quantize", *common, *labels, "--calibration-videos", str(tmp_path / "none"))
+    assert_failed_cleanly(result, f"calibration video {tmp_path / 'none'} does not exist")
+    assert_no_work_done(result)
+
+    binary = tmp_path / "labels.bin"
+    binary.write_bytes(bytes(range(128, 256)) * 8)
+    result = run_cli(CLI, *common, "--labels", str(binary))
+    assert_failed_cleanly(result, f"labels {binary} is not UTF-8 text")
+    assert_no_work_done(result)
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
 @pytest.mark.parametrize("where", ["under-a-file", "proc"])
 def test_unwritable_output_is_refused_before_any_work(tmp_path, run_cli, a0_checkpoint, kinetics_labels, where):
     """A parent that is a file, and /proc (refused to root as well: checked by trying, not by mode bits)."""

@@ -56,7 +56,7 @@ def test_every_problem_is_reported_one_line_each(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(
         'device_id = "kitchen cam"\n'
-        "[model]\ntop_k = 0\nthread = 2\n"
+        '[model]\ntop_k = 0\nthread = 2\nresize = "squash"\n'
         '[source]\ncamera = "0"\nvideo = "missing.mp4"\n'
         "[events]\nstart_threshold = 0.2\nend_threshold = 0.4\n"
         '[smoothing]\nalpha = "high"\n'
@@ -72,6 +72,7 @@ def test_every_problem_is_reported_one_line_each(tmp_path: Path) -> None:
     expected = [
         r"\[model\] thread: unknown key; did you mean 'threads'\?",
         r"\[model\] top_k: must be at least 1, got 0",
+        r"\[model\] resize: must be one of crop, pad, stretch; got 'squash'",
         r"\[smoothing\] alpha: expected a number, got str 'high'",
         r"\[mqtt\] qos: must be in \[0, 2\], got 3",
         r"\[window\] policy: must be one of rescale, dual; got 'sliding'",
@@ -99,8 +100,9 @@ def test_flags_override_the_file_and_are_named_in_problems(tmp_path: Path) -> No
     loaded = load_config(config)
     assert loaded.model.top_k == 3
     assert loaded.source.video == tmp_path / "clip.mp4"  # relative to the file, not the working directory
-    loaded = load_config(config, {"model.top_k": 7, "source.camera": "picam", "mqtt.qos": 0})
-    assert loaded.model.top_k == 7 and loaded.mqtt.qos == 0
+    assert loaded.model.resize is None  # unset: the policy the model's manifest records
+    loaded = load_config(config, {"model.top_k": 7, "source.camera": "picam", "mqtt.qos": 0, "model.resize": "pad"})
+    assert loaded.model.top_k == 7 and loaded.mqtt.qos == 0 and loaded.model.resize == "pad"
     # A source flag replaces the file's source, video-only options included.
     assert loaded.source.camera == "picam" and loaded.source.video is None
     with pytest.raises(ConfigError) as info:

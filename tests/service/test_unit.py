@@ -48,6 +48,8 @@ def test_system_unit_settings() -> None:
     }.items():  # fmt: skip
         assert s[key] == [value], key
     assert "PrivateDevices" not in s  # it would hide the camera
+    # It would hide /proc/cpuinfo (XNNPACK's CPU detection on ARM) and /proc/stat (process_* metrics).
+    assert "ProcSubset" not in s
     assert s["WantedBy"] == ["multi-user.target"]
 
 
