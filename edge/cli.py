@@ -257,6 +257,8 @@ def live(
                 window_seconds=window_seconds if window_seconds is not None else DEFAULT_WINDOW_SECONDS,
                 policy=window_policy.value,
             )
+            if classifier.fallback:
+                _err(f"warning: {classifier.fallback}")
         sinks: list[Any] = [JsonLinesSink(sys.stdout) if json_output else ConsoleSink(sys.stdout)]
         if save is not None:
             sinks.append(AnnotatedVideoSink(save, fps=source.fps or 30.0, top_k=min(top_k, 3)))

@@ -288,6 +288,13 @@ class StreamingClassifier:
         return self.manifest.model_id if self.manifest else "unknown"
 
     @property
+    def has_pool_states(self) -> bool:
+        """Whether the pooling sums and their frame counts are known by name (``*_pool_buffer`` with
+        ``*_pool_frame_count``), as :meth:`rescale_history` needs; a model from a tool that names
+        its states otherwise runs the same, but its history can only be bounded by resets."""
+        return bool(self._pools)
+
+    @property
     def history_frames(self) -> int:
         """How many frames the pooling states have accumulated (0 after reset)."""
         if not self._pools:

@@ -48,6 +48,12 @@ class WindowedClassifier:
     ) -> None:
         self.classifier = classifier
         self.policy = WindowPolicy(policy)
+        self.fallback: str | None = None
+        if self.policy is WindowPolicy.RESCALE and not classifier.has_pool_states:
+            # Rescaling needs to find the pooling sums and frame counts by their official names;
+            # dual windows only reset and restore whole state sets, whatever they are called.
+            self.policy = WindowPolicy.DUAL
+            self.fallback = "the model's states are not named *_pool_buffer/*_pool_frame_count: dual windows instead"
         self.window_frames = max(4, int(round(window_seconds * classifier.fps)))
         self.window_seconds = self.window_frames / classifier.fps
         self.resets = 0  # state resets (dual) or rescales (rescale), for metrics

@@ -219,7 +219,10 @@ def _open_classifier(config: ServiceConfig) -> Any:
     from ..windowing import DEFAULT_WINDOW_SECONDS, WindowedClassifier
 
     seconds = config.window.seconds if config.window.seconds is not None else DEFAULT_WINDOW_SECONDS
-    return WindowedClassifier(classifier, window_seconds=seconds, policy=config.window.policy)
+    windowed = WindowedClassifier(classifier, window_seconds=seconds, policy=config.window.policy)
+    if windowed.fallback:
+        log.warning("%s", windowed.fallback)
+    return windowed
 
 
 def _output_sinks(config: ServiceConfig, source: Any) -> list[Any]:

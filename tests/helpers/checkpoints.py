@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import tarfile
 from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # run as a script: our line, not TensorFlow's start-up chatter
 
 
 def save_random_checkpoint(folder: Path, model_id: str, resolution: int | None = None, seed: int = 0,
