@@ -328,6 +328,34 @@ def freeze_setup(small_dataset: Path) -> dict:
     return {"model": model, "data": data, "pipeline": pipeline, "batch": batch}
 
 
+def test_the_start_checkpoint_is_carried_into_the_new_model(tmp_path: Path, small_dataset: Path) -> None:
+    """Transfer learning starts from the checkpoint: every weight of the new 3-class model but the final
+    classifier projection equals the 600-class start's (restored from the official layout), and the
+    new projection has the user's class count."""
+    import tensorflow as tf
+
+    from helpers.checkpoints import save_random_checkpoint
+    from movinet_export.build import ModelConfig, build_clip_model
+    from movinet_export.finetune import Finetuner, FinetuneOptions
+    from movinet_export.zoo import lookup
+
+    prefix = save_random_checkpoint(tmp_path / "start", "a0", resolution=FREEZE_RESOLUTION, seed=3)
+    start = build_clip_model(ModelConfig.from_zoo(lookup("a0"), FREEZE_RESOLUTION, 600))
+    tf.train.Checkpoint(model=start).restore(prefix).assert_existing_objects_matched()
+    finetuner = Finetuner(FinetuneOptions(data_dir=small_dataset, checkpoint=str(tmp_path / "start"),
+                                          resolution=FREEZE_RESOLUTION, output=tmp_path / "out", progress=False))
+    finetuner.source = finetuner._resolve_start()  # noqa: SLF001 - the run's first two steps, without training
+    model = finetuner._build(3)  # noqa: SLF001
+
+    fresh = [w for w in model.weights if "/classifier/" in w.name]
+    assert sorted(tuple(w.shape)[-1] for w in fresh) == [3, 3]
+    carried = [(a, b) for a, b in zip(start.weights, model.weights) if "/classifier/" not in b.name]
+    assert len(carried) == len(model.weights) - 2 > 100
+    for a, b in carried:
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=b.name)
+    assert any(np.abs(a.numpy()).max() > 0 for a, _ in carried)  # real values, not zeros on both sides
+
+
 def test_unfreeze_values_from_the_cli() -> None:
     from movinet_export.finetune import FinetuneOptions
     from movinet_export.finetune_cli import parse_unfreeze
@@ -566,6 +594,7 @@ def test_streamed_int8_agrees_with_the_finetuned_clip_model(finetuned: dict, tes
     output = finetuned["output"]
     manifest = json.loads((output / "a0_stream_int8" / "manifest.json").read_text())
     assert manifest["precision"] == "int8" and manifest["num_classes"] == 3
+    assert (output / "a0_stream_int8" / "labels.txt").read_text().splitlines() == ["fast", "slow", "still"]
     clip, true = test_clips["clip"], test_clips["true"]
     stream = streamed_last_logits(output / "a0_stream_int8", test_clips["frames"])
     agreement = float(np.mean(clip.argmax(-1) == stream.argmax(-1)))
