@@ -315,6 +315,30 @@ def test_default_model_locations(tmp_path: Path, float_model_dir: Path, clips: P
     assert json.loads(result.stdout)["model"] == str(float_model_dir / "model.tflite")
 
 
+def test_default_model_prefers_the_int8_export(tmp_path: Path, float_model_dir: Path, int8_model_dir: Path,
+                                               clips: Path) -> None:
+    """`movinet-export --model a0 --quantize` then `movinet-edge ...`: the int8 folder is used when both exist."""
+    (tmp_path / "models").mkdir()
+    shutil.copytree(float_model_dir, tmp_path / "models" / "a0_stream_float32")
+    shutil.copytree(int8_model_dir, tmp_path / "models" / "a0_stream_int8")
+    result = run("classify", clips / "carving_ice.mp4", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["model"] == "models/a0_stream_int8/model.tflite"
+
+
+def test_a_file_that_is_not_a_model_and_labels_that_do_not_fit(tmp_path: Path, float_model_dir: Path,
+                                                               clips: Path) -> None:
+    """The same one-line refusals the library makes, through the command a user types."""
+    fake = tmp_path / "model.tflite"
+    fake.write_bytes(b"PK\x03\x04 a zip file, not a flatbuffer" * 10)
+    result = run("classify", clips / "carving_ice.mp4", "--model", fake, cwd=tmp_path)
+    assert_one_line_error(result, "is not a TFLite model")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("walking\nrunning\n")
+    result = run("--video", clips / "carving_ice.mp4", "--model", float_model_dir, "--labels", labels, cwd=tmp_path)
+    assert_one_line_error(result, "labels have 2 entries but the model has 600 classes")
+
+
 def test_unknown_label_in_allow(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
     result = run(
         "--video", clips / "carving_ice.mp4", "--model", float_model_dir, "--allow", "no such action", cwd=tmp_path

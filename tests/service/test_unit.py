@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -87,9 +88,10 @@ def test_systemd_analyze_security_rates_the_unit_ok_or_better(tmp_path: Path) ->
     assert score < 2.0  # 1.5 when written; a regression of the hardening shows here
 
 
-def _install(*args: object, cwd: Path) -> subprocess.CompletedProcess:
+def _install(*args: object, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*serve_command(), "install-service", *map(str, args)], capture_output=True, text=True, timeout=60, cwd=cwd
+        [*serve_command(), "install-service", *map(str, args)], capture_output=True, text=True, timeout=60, cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -117,6 +119,24 @@ def test_install_service_writes_unit_and_config_and_says_what_next(tmp_path: Pat
     assert "WatchdogSec=99" in unit.read_text()  # untouched
     forced = _install("--config", config, "--output", unit, "--force", cwd=tmp_path)
     assert forced.returncode == 0 and unit.read_text() == text
+
+
+def test_install_service_for_a_user_goes_to_their_service_manager(tmp_path: Path) -> None:
+    """`install-service --user` with no paths: the unit under $XDG_CONFIG_HOME/systemd/user, the config
+    beside it, the user manager's commands and lingering in the next steps."""
+    home = tmp_path / "config-home"
+    result = _install("--user", cwd=tmp_path, env={"XDG_CONFIG_HOME": str(home)})
+    assert result.returncode == 0, result.stderr
+    unit = home / "systemd" / "user" / "movinet-edge.service"
+    config = home / "movinet-edge" / "config.toml"
+    settings = _settings(unit.read_text())
+    assert settings["ExecStart"][0].endswith(f"serve --config {config}")
+    assert settings["WantedBy"] == ["default.target"] and "DynamicUser" not in settings
+    assert config.read_text() == example_config_path().read_text()
+    for step in ("systemctl --user daemon-reload", "systemctl --user enable --now movinet-edge.service",
+                 "journalctl --user -u movinet-edge", "loginctl enable-linger"):
+        assert step in result.stdout, result.stdout
+    assert "sudo" not in result.stdout
 
 
 def test_install_service_warns_about_an_invalid_existing_config(tmp_path: Path) -> None:
