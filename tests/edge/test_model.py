@@ -10,8 +10,8 @@ import pytest
 
 from movinet_edge.clip import load_clip
 from movinet_edge.errors import EdgeError
-from movinet_edge.manifest import load_manifest
-from movinet_edge.model import StreamingClassifier, dequantize
+from movinet_edge.manifest import Quantization, load_manifest
+from movinet_edge.model import StateSlot, StreamingClassifier, dequantize
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +224,43 @@ def test_quantized_input_model_is_fed_bytes_and_matches_the_float_input_int8(
     print(f"{dtype}-input vs float-input int8 on carving_ice: max |logit diff| {max(diffs):.3g}")
     assert max(diffs) < 1e-3, diffs
     assert all(agree)
+
+
+# --- carrying one state across types, as other tools' models may need -------------------------------
+
+
+def _slot(out_values: np.ndarray, in_dtype: str, iq: Quantization | None, oq: Quantization | None) -> tuple:
+    out_buf = out_values.copy()
+    in_buf = np.zeros(out_values.shape, np.dtype(in_dtype))
+    slot = StateSlot(
+        name="state_block1_layer0_stream_buffer", kind="stream_buffer", shape=out_values.shape,
+        dtype=np.dtype(in_dtype), input_index=0, output_index=1, input_quantization=iq, output_quantization=oq,
+        initial=np.zeros(out_values.shape, np.dtype(in_dtype)), input_view=lambda: in_buf, output_view=lambda: out_buf,
+        output_dtype=out_values.dtype,
+    )
+    return slot, in_buf
+
+
+def test_a_state_carried_across_dtypes_keeps_its_real_value() -> None:
+    """int8 out -> float in (dequantized), float out -> int8 in (quantized, saturated), int8 -> int8 at
+    another scale (requantized), and the plain copy when nothing differs."""
+    q_out, q_in = Quantization(0.1, 3), Quantization(0.05, -2)
+    raw = np.array([[-128, 3, 13, 127]], np.int8)  # real: -13.1, 0, 1.0, 12.4
+
+    slot, carried = _slot(raw, "float32", None, q_out)
+    slot.carry()
+    assert slot.needs_requantization
+    np.testing.assert_allclose(carried, [[-13.1, 0.0, 1.0, 12.4]], rtol=1e-6)
+
+    slot, carried = _slot(np.array([[-13.1, 0.0, 1.0, 12.4]], np.float32), "int8", q_in, None)
+    slot.carry()
+    np.testing.assert_array_equal(carried, [[-128, -2, 18, 127]])  # -13.1 and 12.4 saturate (scale 0.05 holds -6.3..6.45)
+
+    slot, carried = _slot(raw, "int8", q_in, q_out)
+    slot.carry()
+    np.testing.assert_array_equal(carried, [[-128, -2, 18, 127]])
+
+    slot, carried = _slot(raw, "int8", q_out, Quantization(0.1, 3))
+    slot.carry()
+    assert not slot.needs_requantization
+    np.testing.assert_array_equal(carried, raw)
