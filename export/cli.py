@@ -50,7 +50,10 @@ def export(
     ] = None,
     calibration_videos: Annotated[
         Optional[list[str]],
-        typer.Option("--calibration-videos", help="int8: videos, folders or globs to calibrate on (several after one flag, or the flag repeated)."),
+        typer.Option(
+            "--calibration-videos",
+            help="int8: videos, folders or globs to calibrate on (several after one flag, or the flag repeated).",
+        ),
     ] = None,
     calibration_frames: Annotated[
         int, typer.Option(min=0, help="int8: frames per calibration stream (0: default).")

@@ -97,7 +97,8 @@ def quantize(
             input_data_type=tf.int8,
             output_data_type=tf.int8,
         )
-        return model, {"recipe": "naive", "float_ops": [], "io": "int8"}
+        return model, {"recipe": "naive", "float_ops": [], "io": "int8",
+                       "precision_by_op": Graph(model).precision_by_op()}
     if recipe_name != "selective":
         raise ExportError(f"unknown int8 recipe {recipe_name!r}; choose one of {', '.join(INT8_RECIPES)}")
     ops = tuple(float_ops) or SELECTIVE_FLOAT_OPS
@@ -133,6 +134,7 @@ def quantize(
         return edited.pack()
 
     plan = plan_float_units(calibrated, build, streams, tolerance, log) if streams else Int8Plan(tolerance, head=head)
+    model = build(plan.float_units)
     decided = {
         "recipe": "selective",
         "float_ops": list(ops),
@@ -141,8 +143,10 @@ def quantize(
         "hard_swish_inputs_clamped": clamped,
         "state_output_nodes_float": len(state_nodes),
         "plan": plan.to_dict(),
+        # What came of it, op by op: int8, float activations with int8 weights, float.
+        "precision_by_op": Graph(model).precision_by_op(),
     }
-    return build(plan.float_units), decided
+    return model, decided
 
 
 def set_image_input_dtype(tflite: bytes, dtype: str) -> tuple[bytes, dict[str, Any]]:

@@ -77,6 +77,29 @@ class Graph:
                 out[i] = (float(q.min[0]), float(q.max[0]))
         return out
 
+    def precision_by_op(self) -> dict[str, dict[str, int]]:
+        """Per op type, how many compute in int8, in float with int8 weights, and in float.
+
+        What the manifest records of the per-tensor decisions: an op is as precise
+        as its first input (its activation) and, for convolutions, its weights.
+        """
+        out: dict[str, dict[str, int]] = {}
+        for op in self.ops():
+            if op.name in ("QUANTIZE", "DEQUANTIZE") or not op.inputs:
+                continue
+            x = self.sub.tensors[op.inputs[0]].type
+            w = self.sub.tensors[op.inputs[1]].type if len(op.inputs) > 1 and op.inputs[1] >= 0 else None
+            if x == schema.TensorType.INT8:
+                kind = "int8"
+            elif x == schema.TensorType.FLOAT32:
+                weighted = op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+                kind = "int8 weights" if weighted and w == schema.TensorType.INT8 else "float"
+            else:
+                kind = "int32"
+            counts = out.setdefault(op.name, {})
+            counts[kind] = counts.get(kind, 0) + 1
+        return dict(sorted(out.items()))
+
     def _signature_input(self, name: str) -> Any:
         for entry in self.model.signatureDefs[0].inputs if self.model.signatureDefs else []:
             key = entry.name.decode() if isinstance(entry.name, bytes) else entry.name

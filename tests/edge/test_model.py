@@ -254,7 +254,8 @@ def test_a_state_carried_across_dtypes_keeps_its_real_value() -> None:
 
     slot, carried = _slot(np.array([[-13.1, 0.0, 1.0, 12.4]], np.float32), "int8", q_in, None)
     slot.carry()
-    np.testing.assert_array_equal(carried, [[-128, -2, 18, 127]])  # -13.1 and 12.4 saturate (scale 0.05 holds -6.3..6.45)
+    # -13.1 and 12.4 saturate: int8 at scale 0.05, zero point -2 holds -6.3..6.45
+    np.testing.assert_array_equal(carried, [[-128, -2, 18, 127]])
 
     slot, carried = _slot(raw, "int8", q_in, q_out)
     slot.carry()
