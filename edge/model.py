@@ -70,10 +70,9 @@ class StateSlot:
     initial: np.ndarray  # the value that means "no history" (zero point for int8)
     input_view: Callable[[], np.ndarray]
     output_view: Callable[[], np.ndarray]
+    output_dtype: np.dtype | None = None  # None: the input's
 
     needs_requantization: bool = field(init=False)
-
-    output_dtype: np.dtype | None = None  # None: the input's
 
     def __post_init__(self) -> None:
         # Decided once: carry() runs 43 times a step, where a per-call check cost

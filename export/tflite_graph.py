@@ -17,6 +17,7 @@ import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema
 
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+_TYPE_NAMES = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,8 @@ class Graph:
             elif x == schema.TensorType.FLOAT32:
                 weighted = op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
                 kind = "int8 weights" if weighted and w == schema.TensorType.INT8 else "float"
-            else:
-                kind = "int32"
+            else:  # int32 frame counts and their arithmetic
+                kind = _TYPE_NAMES.get(x, "other")
             counts = out.setdefault(op.name, {})
             counts[kind] = counts.get(kind, 0) + 1
         return dict(sorted(out.items()))
