@@ -439,13 +439,16 @@ class CameraSource(FrameSource):
         height: int | None = None,
         fps: float | None = None,
         stall_timeout: float = 5.0,
+        backend: int | None = None,
     ) -> None:
+        """``backend``: an OpenCV capture API (``cv2.CAP_*``); default V4L2 on Linux, else any."""
         super().__init__()
         self.device = device
         self.name = f"camera {device}"
         self.stall_timeout = stall_timeout
         dev_path = f"/dev/video{device}" if isinstance(device, int) else str(device)
-        backend = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
+        if backend is None:
+            backend = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
         self._cap = cv2.VideoCapture(device, backend)
         if not self._cap.isOpened():
             self._cap.release()

@@ -109,7 +109,7 @@ class ServiceMetrics(BaseSink):
         self.registry = CollectorRegistry(auto_describe=True)
         self.latency = Histogram(
             f"{PREFIX}_inference_latency_seconds",
-            "Time per model step: preprocessing and inference.",
+            "Time per model step: input encoding, inference and state carry (resizing too, unless done ahead).",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )

@@ -183,6 +183,31 @@ def test_a_camera_that_does_not_open() -> None:
     assert str(info.value) == ("camera 57 did not open: check /dev/video57 and that the user is in the 'video' group")
 
 
+def test_a_camera_delivers_the_newest_frames_then_is_unplugged(clips: Path) -> None:
+    """The camera code path (reader thread, newest frame wins, stall and unplug detection) on a real
+    capture: OpenCV's FFmpeg backend reading a clip stands in for V4L2, which CI machines lack. At
+    the end of the clip every read fails, as when a USB camera is pulled: one clear error."""
+    source = CameraSource(str(clips / "carving_ice.mp4"), backend=cv2.CAP_FFMPEG, stall_timeout=2.0)
+    assert source.live and source.fps == pytest.approx(30.0, abs=1.0)
+    frames = []
+    with pytest.raises(EdgeError, match=r"camera .*carving_ice.mp4 stopped delivering frames \(unplugged\?\)"):
+        for frame in source:
+            frames.append(frame)
+            time.sleep(0.002)  # a consumer slower than the reader: older frames are replaced, not queued
+    source.close()
+    assert 0 < len(frames) == source.stats.frames
+    assert source.stats.failed_reads >= 50  # the end of the clip: reads that keep failing
+    # RGB pixels of the frame its index names, as OpenCV decodes the clip.
+    capture = cv2.VideoCapture(str(clips / "carving_ice.mp4"))
+    decoded = [capture.read()[1] for _ in range(frames[0].index + 1)][-1]
+    capture.release()
+    np.testing.assert_array_equal(frames[0].image, cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB))
+    stamps = [f.timestamp for f in frames]
+    assert stamps == sorted(stamps)
+    sequence = [f.index for f in frames]
+    assert sequence == sorted(sequence) and len(set(sequence)) == len(sequence)
+
+
 def test_pi_camera_without_picamera2() -> None:
     try:
         import picamera2  # noqa: F401
