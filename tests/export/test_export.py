@@ -270,7 +270,8 @@ def test_manifest_describes_the_model_file(request, precision):
         by_op = manifest.quantization["precision_by_op"]
         assert set(by_op["DIV"]) == {"float"} and by_op["CONV_2D"].get("int8", 0) > 0
         assert sum(by_op["CONV_2D"].values()) == 68
-        assert by_op["CONV_2D"].get("float", 0) <= 4  # only tiny ones (under 1024 weights) of float blocks
+        # Float weights only where int8 saves nothing: 9 of A0's convolutions have under 1024 weights.
+        assert by_op["CONV_2D"].get("float", 0) <= 9
     else:
         assert manifest.quantization is None
     assert (folder / "model.tflite").stat().st_size == manifest.conversion["bytes"]
