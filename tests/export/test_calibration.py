@@ -22,8 +22,6 @@ from movinet_export.cli import normalize_args
 from movinet_export.errors import ExportError
 from movinet_export.zoo import lookup
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @dataclass
 class _Options:
