@@ -356,4 +356,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from movinet_export.native_logs import native_stderr_silenced  # the converter's C++ log lines
+
+    with native_stderr_silenced():
+        code = main()
+    sys.exit(code)
