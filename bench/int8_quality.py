@@ -356,8 +356,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from movinet_export.native_logs import native_stderr_silenced  # the converter's C++ log lines
+    from movinet_export.native_logs import converter_logs_silenced  # the converter's C++ log lines
 
-    with native_stderr_silenced():
+    with converter_logs_silenced():
         code = main()
     sys.exit(code)

@@ -605,7 +605,7 @@ def bench_model(model: str | os.PathLike[str], options: BenchOptions | None = No
     lacks, say) is a result, not a crash: ``error`` says why, and whatever
     was measured before stays.
     """
-    from .cli import _native_stderr_silenced  # the runtime's "Created XNNPACK delegate" line
+    from .native_logs import native_stderr_silenced  # the runtime's "Created XNNPACK delegate" line
     from .delegation import delegate_coverage
     from .manifest import MANIFEST_NAME, load_manifest
     from .model import StreamingClassifier
@@ -638,7 +638,7 @@ def bench_model(model: str | os.PathLike[str], options: BenchOptions | None = No
     labels_file: Path | None = None
     with Progress(tasks, f"bench {name}", unit="tasks", quiet=not options.progress) as bar:
         try:
-            with _native_stderr_silenced():
+            with native_stderr_silenced():
                 probe = StreamingClassifier.open(path, num_threads=options.threads[0], runtime=runtime.name)
             result.resolution = probe.resolution
             result.coverage = delegate_coverage(probe.interpreter).to_dict()
@@ -646,7 +646,7 @@ def bench_model(model: str | os.PathLike[str], options: BenchOptions | None = No
             labels_file = _labels_path(path, probe) if clip and options.reference else None
             del probe
             for threads in options.threads:
-                with _native_stderr_silenced():
+                with native_stderr_silenced():
                     classifier = StreamingClassifier.open(path, num_threads=threads, runtime=runtime.name)
                 bar.set_postfix(f"step x{options.iterations}, {threads} thread(s)")
                 row = ThreadResult(threads, bench_step(classifier, frames, options.iterations, options.warmup))
@@ -658,7 +658,7 @@ def bench_model(model: str | os.PathLike[str], options: BenchOptions | None = No
                     bar.update()
                     if labels_file is not None:
                         bar.set_postfix(f"reference loop x{options.passes}, {threads} thread(s)")
-                        with _native_stderr_silenced():
+                        with native_stderr_silenced():
                             row.reference = bench_reference(
                                 model_file, labels_file, clip, threads, options.passes, runtime
                             )

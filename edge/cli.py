@@ -14,13 +14,11 @@ Other subcommands live in their own modules and register here, e.g.::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,6 +28,7 @@ import typer
 from . import __version__
 from .errors import EdgeError
 from .manifest import MODEL_NAME
+from .native_logs import native_stderr_silenced
 
 # The exporter's default outputs, int8 first (the fast one on a Pi).
 DEFAULT_MODEL_DIRS = (Path("models/a0_stream_int8"), Path("models/a0_stream_float32"))
@@ -79,31 +78,6 @@ def resolve_model(model: Path | None) -> Path:
     raise EdgeError(NO_MODEL)
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Hide what native code prints on fd 2 meanwhile.
-
-    The TFLite runtime writes "INFO: Created TensorFlow Lite XNNPACK delegate
-    for CPU." from C++ when a model loads: noise for a user, and it would break
-    the rule that a failing command says one line. Python exceptions are not
-    affected (they are reported after the block).
-    """
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def open_classifier(
     model: Path | None, labels: Path | None, threads: int | None, resize: str | None = None
 ) -> Any:
@@ -114,7 +88,7 @@ def open_classifier(
     if threads is not None and threads < 1:
         raise EdgeError(f"--threads must be at least 1, got {threads}")
     path = resolve_model(model)
-    with _native_stderr_silenced():
+    with native_stderr_silenced():
         return StreamingClassifier.open(path, labels=labels, num_threads=threads, resize_policy=resize)
 
 

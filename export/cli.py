@@ -180,10 +180,10 @@ def main() -> None:
     from movinet_edge.errors import EdgeError
     from movinet_edge.exits import run_app
 
-    from .native_logs import native_stderr_silenced
+    from .native_logs import converter_logs_silenced
 
     try:
-        with native_stderr_silenced():  # C++ log lines between our progress lines, even with --quiet
+        with converter_logs_silenced():  # C++ log lines between our progress lines, even with --quiet
             code = run_app(app, "movinet-export", normalize_args(sys.argv[1:]))  # usage error: one line
     except (ExportError, EdgeError) as exc:  # EdgeError: the edge reader and labels, shared with the device
         print(f"error: {exc}", file=sys.stderr)
