@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.signatures import edit_signature
 from movinet_edge.clip import load_clip
 from movinet_edge.errors import EdgeError
 from movinet_edge.manifest import Quantization, load_manifest
@@ -124,15 +125,7 @@ def test_naive_int8_states_start_at_zero_point_and_are_requantized(int8_naive_mo
 
 def rewrite_signature_key(source: Path, target: Path, key: str) -> None:
     """Our exported model with its signature renamed, as other exporters name it ('call')."""
-    import flatbuffers
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromPackedBuf(source.read_bytes(), 0)
-    assert len(model.signatureDefs) == 1
-    model.signatureDefs[0].signatureKey = key
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    target.write_bytes(bytes(builder.Output()))
+    edit_signature(source, target, lambda signature: setattr(signature, "signatureKey", key))
 
 
 def test_a_model_whose_signature_key_is_call(float_model_dir: Path, tmp_path: Path, frames: np.ndarray) -> None:

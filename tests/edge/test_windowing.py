@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-
+from helpers.signatures import edit_signature
 from movinet_edge.clip import load_clip
 from movinet_edge.model import StreamingClassifier
 from movinet_edge.windowing import WindowedClassifier, WindowPolicy
@@ -105,17 +106,14 @@ def test_dual_windows_report_at_least_half_a_window_after_warm_up(float_model_di
 
 def rename_states(source: Path, target: Path) -> None:
     """Our exported model with its states named as another exporter might (``s0``, ``s1``, ...)."""
-    import flatbuffers
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromPackedBuf(source.read_bytes(), 0)
     names: dict[bytes, bytes] = {}
-    for entry in [*model.signatureDefs[0].inputs, *model.signatureDefs[0].outputs]:
-        if entry.name.startswith(b"state_"):
-            entry.name = names.setdefault(entry.name, b"s%d" % len(names))
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    target.write_bytes(bytes(builder.Output()))
+
+    def rename(signature: Any) -> None:
+        for entry in [*signature.inputs, *signature.outputs]:
+            if entry.name.startswith(b"state_"):
+                entry.name = names.setdefault(entry.name, b"s%d" % len(names))
+
+    edit_signature(source, target, rename)
 
 
 def test_a_model_without_official_state_names_gets_dual_windows(float_model_dir: Path, tmp_path: Path,
