@@ -399,12 +399,12 @@ def bench_step(classifier: Any, frames: np.ndarray, iterations: int, warmup: int
     )
 
 
-def bench_decode(clip: Path) -> float:
+def bench_decode(clip: Path, decode_threads: int | None = None) -> float:
     """Seconds to decode the clip once through our source, nothing else (the floor of any file loop)."""
     from .sources import VideoFileSource, quiet_opencv_logs
 
     quiet_opencv_logs()
-    with VideoFileSource(clip) as source:
+    with VideoFileSource(clip, decode_threads=decode_threads) as source:
         start = time.perf_counter()
         for _ in source:
             pass
@@ -418,15 +418,16 @@ def bench_pipeline(classifier: Any, clip: Path, passes: int) -> LoopThroughput:
     under the same conditions (a busy machine drifts) as the loop's time.
     """
     from .pipeline import PipelineOptions, run_pipeline
-    from .sources import VideoFileSource, quiet_opencv_logs
+    from .sources import VideoFileSource, decode_threads_for, quiet_opencv_logs
 
     quiet_opencv_logs()
+    decode_threads = decode_threads_for(classifier.num_threads)  # as the CLI opens it
     frames = steps = 0
     wall = decode = 0.0
     medians: list[float] = []
     for _ in range(passes):
-        decode += bench_decode(clip)
-        with VideoFileSource(clip) as source:
+        decode += bench_decode(clip, decode_threads)
+        with VideoFileSource(clip, decode_threads=decode_threads) as source:
             stats = run_pipeline(source, classifier, [], PipelineOptions(top_k=5))
         frames += stats.frames_read
         steps += stats.steps

@@ -186,13 +186,14 @@ def live(
     from .pipeline import PipelineOptions, run_pipeline
     from .postprocess import EventOptions, SmoothingOptions
     from .sinks import AnnotatedVideoSink, ConsoleSink, DisplaySink, JsonLinesSink
-    from .sources import SourceSpec, open_source, quiet_opencv_logs
+    from .sources import SourceSpec, decode_threads_for, open_source, quiet_opencv_logs
 
     if window_seconds is not None and no_window:
         raise EdgeError("--window-seconds and --no-window contradict each other; give one")
     if window_seconds is not None and not window_seconds > 0:
         raise EdgeError(f"--window-seconds must be positive, got {window_seconds:g}")
-    spec = SourceSpec(camera=camera, url=url, video=video, realtime=realtime, loop=loop)
+    spec = SourceSpec(camera=camera, url=url, video=video, realtime=realtime, loop=loop,
+                      decode_threads=decode_threads_for(threads))  # fmt: skip
     spec.check()
     options = PipelineOptions(
         top_k=top_k,
@@ -285,7 +286,7 @@ def classify_cmd(
     """Classify a whole video clip and print its top-k actions."""
     from .pipeline import check_probabilities_path, classify_clip, write_probabilities
     from .progress import Progress
-    from .sources import VideoFileSource, quiet_opencv_logs
+    from .sources import VideoFileSource, decode_threads_for, quiet_opencv_logs
 
     if probabilities is not None:
         check_probabilities_path(probabilities)
@@ -294,7 +295,7 @@ def classify_cmd(
 
         check_plot_path(plot)
     quiet_opencv_logs()
-    with VideoFileSource(video) as source:
+    with VideoFileSource(video, decode_threads=decode_threads_for(threads)) as source:
         classifier = open_classifier(model, labels, threads, resize.value if resize else None)
         recorder = FrameRecorder(classifier) if plot is not None else None
         with Progress(source.frame_count, f"classifying {video.name}", unit="frames") as bar:

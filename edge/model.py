@@ -36,7 +36,7 @@ from .manifest import (
     state_kind,
 )
 from .preprocess import InputEncoder, ResizePolicy, resize_square
-from .runtime import Runtime, find_runtime, make_interpreter
+from .runtime import Runtime, find_runtime, make_interpreter, release_model_pages
 
 SIGNATURE_KEYS = ("serving_default", "call")
 
@@ -195,6 +195,7 @@ class StreamingClassifier:
         # allocate first: a live signature runner holds a reference that makes
         # the interpreter refuse allocate_tensors()/invoke() later.
         self.interpreter.allocate_tensors()
+        release_model_pages(self.model_path)  # XNNPACK has packed its copy of the weights by now
         runner = self.interpreter.get_signature_runner(self.signature_key)
         subgraph = getattr(runner, "_subgraph_index", 0)
         inputs = runner.get_input_details()

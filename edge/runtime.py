@@ -90,3 +90,38 @@ def make_interpreter(path: Path, num_threads: int | None = None, runtime: Runtim
     except (ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EdgeError(f"{runtime.name} cannot load {path}: {first}") from None
+
+
+_MADV_DONTNEED = 4  # Linux
+
+
+def release_model_pages(path: Path) -> int:
+    """Unmap the resident pages of the interpreter's mmap of ``path``; bytes released.
+
+    The interpreter maps the whole model file, and delegating it to XNNPACK
+    reads every weight once to pack its own copy, so all of the file stays
+    in this process's resident set (15 MB for A0 float32) although the
+    delegated ops never read it again. ``madvise(MADV_DONTNEED)`` on a
+    read-only file mapping only drops the page-table entries: a page an op
+    still reads (a built-in kernel's constants) faults back in from the page
+    cache, so nothing changes but the resident size (A0 float32: 98 -> 84 MB
+    after 20 steps, of which 64 kB came back). Best effort: does nothing
+    where /proc or madvise is missing.
+    """
+    import ctypes
+
+    target = str(Path(path).resolve())
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            spans = []
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                if len(fields) == 6 and fields[5].rstrip("\n") == target and "w" not in fields[1]:
+                    start, end = (int(v, 16) for v in fields[0].split("-"))
+                    spans.append((start, end - start))
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return 0
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    madvise.restype = ctypes.c_int
+    return sum(size for start, size in spans if madvise(start, size, _MADV_DONTNEED) == 0)

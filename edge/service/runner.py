@@ -34,7 +34,7 @@ from ..pipeline import PipelineOptions, PipelineStats, run_pipeline
 from ..postprocess import EventDetector
 from ..results import BaseSink, Event
 from ..sinks import AnnotatedVideoSink, ConsoleSink, JsonLinesSink, format_event
-from ..sources import ReconnectPolicy, SourceSpec, open_source, quiet_opencv_logs
+from ..sources import ReconnectPolicy, SourceSpec, decode_threads_for, open_source, quiet_opencv_logs
 from .config import ConfigError, ServiceConfig
 from .monitor import EventStamper, HealthOptions, ServiceMonitor, WallClock, iso_utc
 from .notify import Notifier, SystemdSink
@@ -120,6 +120,7 @@ def serve(config: ServiceConfig, stop: threading.Event | None = None) -> ServeRe
             loop=config.source.loop,
             reconnect=policy,
             on_reconnect=on_reconnect,
+            decode_threads=decode_threads_for(config.model.threads),
         )
         source = stack.enter_context(open_source(spec))
         signals.source = source

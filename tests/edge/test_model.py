@@ -13,6 +13,7 @@ from movinet_edge.clip import load_clip
 from movinet_edge.errors import EdgeError
 from movinet_edge.manifest import Quantization, load_manifest
 from movinet_edge.model import StateSlot, StreamingClassifier, dequantize
+from movinet_edge.runtime import make_interpreter, release_model_pages
 
 
 @pytest.fixture(scope="module")
@@ -258,3 +259,39 @@ def test_a_state_carried_across_dtypes_keeps_its_real_value() -> None:
     slot.carry()
     assert not slot.needs_requantization
     np.testing.assert_array_equal(carried, raw)
+
+
+def _resident_kb(path: Path) -> int:
+    """Resident kB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    target, total, inside = str(path.resolve()), 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5 and not fields[0].endswith(":"):
+                inside = len(fields) >= 6 and fields[5] == target
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total
+
+
+def test_the_packed_model_file_leaves_the_resident_set_and_results_do_not_change(
+    float_model_dir: Path, frames: np.ndarray
+) -> None:
+    model = float_model_dir / "model.tflite"
+    size_kb = model.stat().st_size // 1024
+    # A plain interpreter keeps the whole file resident once XNNPACK has read it to pack its weights.
+    plain = make_interpreter(model, num_threads=1)
+    plain.allocate_tensors()
+    runner = plain.get_signature_runner(list(plain.get_signature_list())[0])
+    assert _resident_kb(model) > size_kb * 0.9
+    clf = StreamingClassifier.open(float_model_dir, num_threads=1)
+    assert release_model_pages(model) > 0 and _resident_kb(model) < size_kb * 0.05
+    # Pages a kernel still reads come back from the page cache: the same logits as the plain interpreter's.
+    states = {s.name: np.zeros(s.input_view().shape, s.input_view().dtype) for s in clf.states}
+    for frame in frames[:4]:
+        ours = clf.step_logits(frame)
+        out = runner(image=(frame[None, None].astype(np.float32) / 255.0), **states)
+        states = {name: out[name] for name in states}
+        np.testing.assert_allclose(ours, out["logits"].reshape(-1), rtol=1e-5, atol=1e-5)
+    assert _resident_kb(model) < size_kb * 0.05
+    assert release_model_pages(float_model_dir / "labels.txt") == 0  # not mapped: nothing to do

@@ -4,6 +4,7 @@ stalls, to show reconnects and the stall watchdog."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from movinet_edge.sources import (
     SourceSpec,
     StreamSource,
     VideoFileSource,
+    decode_threads_for,
     open_source,
     quiet_opencv_logs,
 )
@@ -224,6 +226,22 @@ def test_pi_camera_without_picamera2() -> None:
 # --- open_source ---------------------------------------------------------------------
 
 
+def test_decoder_threads_leave_the_interpreter_its_cores(clips: Path) -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert decode_threads_for(None) == decode_threads_for(1) == max(1, cores - 1)
+    assert decode_threads_for(cores) == decode_threads_for(cores + 4) == 1
+    # The thread count reaches FFmpeg: the capture reports it, and the frames are the same.
+    with VideoFileSource(clips / "carving_ice.mp4") as source:
+        assert source.decode_threads == decode_threads_for(None)
+        assert source._cap.get(cv2.CAP_PROP_N_THREADS) == decode_threads_for(None)
+        default = [f.image for f in source]
+    with open_source(SourceSpec(video=clips / "carving_ice.mp4", decode_threads=3)) as source:
+        assert source._cap.get(cv2.CAP_PROP_N_THREADS) == 3
+        three = [f.image for f in source]
+    assert len(default) == len(three) == 131
+    assert all(np.array_equal(a, b) for a, b in zip(default, three, strict=True))
+
+
 def test_open_source_picks_the_one_source(clips: Path) -> None:
     with open_source(SourceSpec(video=clips / "rope_pushdown.mp4")) as source:
         assert isinstance(source, VideoFileSource) and not source.live
@@ -382,6 +400,7 @@ def test_open_source_for_a_url_reports_reconnects(jpegs: list[bytes]) -> None:
         spec.url = server.url
         with open_source(spec) as source:
             assert isinstance(source, StreamSource) and source.live
+            assert source.decode_threads == decode_threads_for(None)
             frames, error = collect(source)
     assert frames and error is not None
     assert [c[0] for c in calls] == [1]
