@@ -172,11 +172,9 @@ def decode_threads_for(interpreter_threads: int | None) -> int:
     return max(1, cores - (interpreter_threads or 1))
 
 
-def open_ffmpeg_capture(target: str, params: list[int], decode_threads: int | None) -> cv2.VideoCapture:
-    """``cv2.VideoCapture`` on the FFmpeg backend with ``decode_threads`` (None: FFmpeg's default)."""
-    if decode_threads is not None:
-        params = [*params, cv2.CAP_PROP_N_THREADS, int(decode_threads)]  # OpenCV >= 4.7
-    return cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
+def open_ffmpeg_capture(target: str, params: list[int], decode_threads: int) -> cv2.VideoCapture:
+    """``cv2.VideoCapture`` on the FFmpeg backend with ``decode_threads`` decoder threads (OpenCV >= 4.7)."""
+    return cv2.VideoCapture(target, cv2.CAP_FFMPEG, [*params, cv2.CAP_PROP_N_THREADS, int(decode_threads)])
 
 
 def _to_rgb(bgr: np.ndarray) -> np.ndarray:
