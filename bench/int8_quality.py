@@ -11,7 +11,7 @@ Run from the export environment (it trains and exports with TensorFlow)::
 What it does, reusing everything under ``--cache`` (default ``bench/.cache``):
 
 1. trains a MoViNet-A0 on the synthetic 8-direction motion task
-   (tests/helpers/training.py; cached by its parameters), unless
+   (movinet_export.motion_training; cached by its parameters), unless
    ``--checkpoint`` is given;
 2. writes calibration videos from the training distribution (lossless FFV1
    .mkv at the model fps, so the exporter reads back exactly these frames;
@@ -49,7 +49,6 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = REPO / "bench" / ".cache"
 DEFAULT_OUT = REPO / "bench" / "int8_quality.json"
-sys.path.insert(0, str(REPO / "tests"))
 
 VARIANTS = ("float32", "int8_naive", "int8_selective")
 
@@ -77,7 +76,7 @@ def training_params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def ensure_model(args: argparse.Namespace) -> dict[str, Any]:
-    from helpers.training import DEFAULTS, trained_motion_model
+    from movinet_export.motion_training import DEFAULTS, trained_motion_model
 
     params = {**DEFAULTS, **training_params(args)}
     if args.checkpoint:
@@ -104,8 +103,8 @@ def ensure_model(args: argparse.Namespace) -> dict[str, Any]:
 def ensure_exports(args: argparse.Namespace, model: dict[str, Any], resolution: int | None = None,
                    variants: tuple[str, ...] = VARIANTS) -> tuple[dict[str, Path], dict[str, Any]]:
     """The trained model exported per variant, calibrated on task videos at ``resolution`` (default: trained)."""
-    from helpers.training import task_videos
     from movinet_export.exporter import Exporter, ExportOptions
+    from movinet_export.motion_task import task_videos
     from movinet_export.zoo import lookup
 
     params = {**model["params"], "resolution": resolution or model["params"]["resolution"]}
@@ -174,7 +173,7 @@ def time_steps(models: dict[str, Any], frames: np.ndarray, iterations: int, pass
 
 
 def evaluate(args: argparse.Namespace, dirs: dict[str, Path], params: dict[str, Any]) -> dict[str, Any]:
-    from helpers.agreement import compare, held_out, open_model
+    from movinet_export.agreement import compare, held_out, open_model
 
     data = held_out(params, args.test_clips, args.streams, args.stream_frames, args.segment_frames)
     log(f"held-out: {len(data.clips)} clips of {params['frames']} frames, {len(data.streams)} streams of "
@@ -200,8 +199,8 @@ def speed_at(args: argparse.Namespace, model: dict[str, Any]) -> dict[str, Any] 
     """
     if not args.speed_resolution:
         return None
-    from helpers.agreement import open_model
-    from helpers.training import task_stream
+    from movinet_export.agreement import open_model
+    from movinet_export.motion_task import task_stream
 
     log(f"speed at {args.speed_resolution} px: exporting float32 and int8 selective")
     dirs, info = ensure_exports(args, model, args.speed_resolution, ("float32", "int8_selective"))
@@ -225,7 +224,7 @@ def speed_at(args: argparse.Namespace, model: dict[str, Any]) -> dict[str, Any] 
 
 
 def markdown(report: dict[str, Any]) -> str:
-    from helpers.agreement import SKIP_FRAMES
+    from movinet_export.agreement import SKIP_FRAMES
 
     ev = report["evaluation"]
     v = ev["variants"]

@@ -101,8 +101,7 @@ def ensure_checkpoint(cache: Path, model_id: str) -> Path:
     folder = cache / f"{model_id}_checkpoint"
     if (folder / "checkpoint").is_file():
         return folder
-    sys.path.insert(0, str(REPO / "tests"))
-    from helpers.checkpoints import save_random_checkpoint
+    from movinet_export.random_checkpoint import save_random_checkpoint
 
     log(f"saving a random-init {model_id} checkpoint to {folder}")
     shutil.rmtree(folder, ignore_errors=True)

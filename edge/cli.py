@@ -1,95 +1,43 @@
 """``movinet-edge``: the device command, a thin layer over the library.
 
-Without a subcommand it classifies a live source (camera, Pi camera, stream,
-or a file) and prints smoothed top-k predictions and action events;
-``movinet-edge classify VIDEO`` classifies one clip. Every user error is an
-:class:`EdgeError`, turned by :func:`main` into ``error: <message>`` on stderr
-and its exit code, never a traceback; Ctrl-C exits 130.
+Without a subcommand it classifies live sources (cameras, the Pi camera,
+streams, files, image folders: one or several, each flag repeatable) and
+prints smoothed top-k predictions and action events; ``movinet-edge classify
+VIDEO`` classifies one clip. The source and sink flags are derived from the
+registered kinds (:mod:`.flags`), and :func:`movinet_edge.app.build` wires
+the stages. Every user error is an :class:`EdgeError`, turned by :func:`main`
+into ``error: <message>`` on stderr and its exit code, never a traceback.
+Ctrl-C exits 130, SIGTERM 0, at any moment (:mod:`.signals`).
 
-Other subcommands live in their own modules and register here, e.g.::
-
-    from .serve import serve_cmd
-    app.command("serve")(serve_cmd)
+Other subcommands live in their own modules and register here.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
+import logging
 import sys
-import threading
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 
 from . import __version__
 from .errors import EdgeError
-from .manifest import MODEL_NAME
-from .native_logs import native_stderr_silenced
+from .flags import flag_names, sink_flags, source_flags, with_options
+from .model_path import MODEL_ENV
+from .signals import STOP
 
-# The exporter's default outputs, int8 first (the fast one on a Pi).
-DEFAULT_MODEL_DIRS = (Path("models/a0_stream_int8"), Path("models/a0_stream_float32"))
-MODEL_ENV = "MOVINET_EDGE_MODEL"
-NO_MODEL = "no model found; make one with: movinet-export --model a0 --quantize   (or pass --model DIR)"
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 120}
 
 app = typer.Typer(
     name="movinet-edge",
     help="Streaming action recognition with a MoViNet TFLite model: cameras, streams and video files.",
     add_completion=False,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings=CONTEXT,
 )
-
-
-class Smoothing(str, Enum):
-    ema = "ema"
-    mean = "mean"
-    none = "none"
-
-
-class WindowPolicyName(str, Enum):
-    """Typer needs an Enum it can import without numpy; mirrors windowing.WindowPolicy."""
-
-    rescale = "rescale"
-    dual = "dual"
-
-
-class ResizeName(str, Enum):
-    """Mirrors preprocess.ResizePolicy without importing OpenCV for --help."""
-
-    crop = "crop"
-    pad = "pad"
-    stretch = "stretch"
-
-
-def resolve_model(model: Path | None) -> Path:
-    """--model, else $MOVINET_EDGE_MODEL, else the exporter's default output folders under CWD."""
-    if model is not None:
-        return model
-    env = os.environ.get(MODEL_ENV)
-    if env:
-        return Path(env)
-    for folder in DEFAULT_MODEL_DIRS:
-        if (folder / MODEL_NAME).is_file():
-            return folder
-    raise EdgeError(NO_MODEL)
-
-
-def open_classifier(
-    model: Path | None, labels: Path | None, threads: int | None, resize: str | None = None
-) -> Any:
-    """The classifier the commands (and the service) run; ``resize`` None: the manifest's policy."""
-    # Imported here so that `--help` and argument errors do not load a TFLite runtime.
-    from .model import StreamingClassifier
-
-    if threads is not None and threads < 1:
-        raise EdgeError(f"--threads must be at least 1, got {threads}")
-    path = resolve_model(model)
-    with native_stderr_silenced():
-        return StreamingClassifier.open(path, labels=labels, num_threads=threads, resize_policy=resize)
 
 
 def _err(message: str) -> None:
@@ -102,48 +50,52 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _choice(*values: str) -> click.Choice:
+    return click.Choice(list(values))
+
+
 ModelOpt = Annotated[
     Path | None,
-    typer.Option(
-        "--model",
-        help=f"Model folder or .tflite file (default: ${MODEL_ENV}, then models/a0_stream_int8, "
-        "then models/a0_stream_float32)",
-        show_default=False,
-    ),
+    typer.Option("--model", help=f"Model folder or .tflite file (default: ${MODEL_ENV}, then models/a0_stream_int8, "
+                 "then models/a0_stream_float32)", show_default=False),
 ]
 LabelsOpt = Annotated[Path | None, typer.Option("--labels", help="Labels file (one a line) instead of the model's.")]
 TopKOpt = Annotated[int, typer.Option("--top-k", min=1, help="How many classes to report.")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Interpreter threads (default: the runtime's).")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="Interpreter threads (default: the runtime's).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON output (one object a line in live mode).")]
 ResizeOpt = Annotated[
-    ResizeName | None,
-    typer.Option(
-        "--resize",
-        help="How a frame becomes the model's square: crop (centre crop), pad (letterbox, nothing cut off) "
-        "or stretch (ignore the aspect ratio). Default: the policy the model was exported with "
-        "(its manifest; crop without one).",
-        show_default=False,
-    ),
+    str | None,
+    typer.Option("--resize", click_type=_choice("crop", "pad", "stretch"), show_default=False,
+                 help="How a frame becomes the model's square: crop (centre crop), pad (letterbox) or stretch. "
+                 "Default: the policy the model was exported with (its manifest; crop without one)."),
+]
+RuntimeOpt = Annotated[
+    str | None,
+    typer.Option("--runtime", click_type=_choice("ai_edge_litert", "tflite_runtime"), show_default=False,
+                 help="TFLite runtime (default: $MOVINET_EDGE_RUNTIME, then whichever is installed)."),
+]
+VersionOpt = Annotated[
+    bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
 ]
 
 
-@app.callback(invoke_without_command=True)
+LIVE_FLAGS = source_flags() + sink_flags(service=False)
+
+
+@app.callback(invoke_without_command=True, context_settings=CONTEXT)
+@with_options(LIVE_FLAGS)
 def live(
     ctx: typer.Context,
-    camera: Annotated[
-        str | None, typer.Option("--camera", help="V4L2 camera index or device (0, /dev/video2), or 'picam'.")
-    ] = None,
-    url: Annotated[str | None, typer.Option("--url", help="Stream URL (rtsp://..., http://...mjpg).")] = None,
-    video: Annotated[Path | None, typer.Option("--video", help="Video file.")] = None,
-    realtime: Annotated[bool, typer.Option("--realtime", help="Play --video at its own speed, like a camera.")] = False,
-    loop: Annotated[bool, typer.Option("--loop", help="Play --video again and again.")] = False,
+    *,
     model: ModelOpt = None,
     labels: LabelsOpt = None,
     top_k: TopKOpt = 5,
     threads: ThreadsOpt = None,
     resize: ResizeOpt = None,
+    runtime: RuntimeOpt = None,
     json_output: JsonOpt = False,
-    smoothing: Annotated[Smoothing, typer.Option("--smoothing", help="Smoothing over steps.")] = Smoothing.ema,
+    smoothing: Annotated[str, typer.Option("--smoothing", click_type=_choice("ema", "mean", "none"),
+                                           help="Smoothing over steps.")] = "ema",
     alpha: Annotated[float, typer.Option("--alpha", help="EMA weight of the newest step (0-1].")] = 0.5,
     start_threshold: Annotated[float, typer.Option("--start-threshold", help="Score at which an action starts.")] = 0.5,
     end_threshold: Annotated[float, typer.Option("--end-threshold", help="Score below which it ends.")] = 0.3,
@@ -155,116 +107,114 @@ def live(
     ] = None,
     window_seconds: Annotated[
         float | None,
-        typer.Option(
-            "--window-seconds",
-            help="Long-stream window: how many seconds of history count (default: on "
-            "for cameras and streams, off for files).",
-            show_default=False,
-        ),
+        typer.Option("--window-seconds", show_default=False, help="Long-stream window: how many seconds of history "
+                     "count (default: on for cameras and streams, off for files)."),
     ] = None,
     no_window: Annotated[bool, typer.Option("--no-window", help="Keep all history (no long-stream window).")] = False,
     window_policy: Annotated[
-        WindowPolicyName,
-        typer.Option(
-            "--window-policy",
-            help="rescale: shrink the pooled history to half a window when full (one invoke a frame); "
-            "dual: two state sets half a window apart, reset in turn (exact, twice the compute).",
-        ),
-    ] = WindowPolicyName.rescale,
-    save: Annotated[Path | None, typer.Option("--save", help="Write the annotated video here (.mp4).")] = None,
-    display: Annotated[bool, typer.Option("--display", help="Show the annotated video in a window.")] = False,
+        str,
+        typer.Option("--window-policy", click_type=_choice("rescale", "dual"),
+                     help="rescale: shrink the pooled history to half a window when full (one invoke a frame); "
+                     "dual: two state sets half a window apart, reset in turn (exact, twice the compute)."),
+    ] = "rescale",
     max_steps: Annotated[
-        int | None, typer.Option("--max-steps", min=1, help="Stop after this many model steps.")
+        int | None, typer.Option("--max-steps", min=1, help="Stop after this many model steps (per camera).")
     ] = None,
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
+    version: VersionOpt = False,
+    derived: dict[str, dict[str, Any]],
 ) -> None:
-    """Classify a live source and print the top-k actions as they happen."""
+    """Classify live sources and print the top-k actions as they happen (several sources: lines tagged by camera)."""
     if ctx.invoked_subcommand is not None:
         return
-    from .pipeline import PipelineOptions, run_pipeline
+    from .app import (CameraConfig, ModelOptions, OptionProblems, RunConfig, WindowOptions, camera_ids,
+                      choose_sources)
     from .postprocess import EventOptions, SmoothingOptions
-    from .sinks import AnnotatedVideoSink, ConsoleSink, DisplaySink, JsonLinesSink
-    from .sources import SourceSpec, decode_threads_for, open_source, quiet_opencv_logs
 
     if window_seconds is not None and no_window:
         raise EdgeError("--window-seconds and --no-window contradict each other; give one")
     if window_seconds is not None and not window_seconds > 0:
         raise EdgeError(f"--window-seconds must be positive, got {window_seconds:g}")
-    spec = SourceSpec(camera=camera, url=url, video=video, realtime=realtime, loop=loop,
-                      decode_threads=decode_threads_for(threads))  # fmt: skip
-    spec.check()
-    options = PipelineOptions(
-        top_k=top_k,
-        smoothing=SmoothingOptions(method=smoothing.value, alpha=alpha),
-        events=EventOptions(
-            start_threshold=start_threshold,
-            end_threshold=end_threshold,
-            allow=tuple(allow or ()),
-            deny=tuple(deny or ()),
-        ),
+    names = flag_names(LIVE_FLAGS)
+    try:
+        choices = choose_sources(derived.get("source", {}))
+    except OptionProblems as exc:
+        raise EdgeError(_flag_problems(exc, names)) from None
+    events = EventOptions(start_threshold=start_threshold, end_threshold=end_threshold,
+                          allow=tuple(allow or ()), deny=tuple(deny or ()))  # fmt: skip
+    window = WindowOptions(enabled=False if no_window else None, seconds=window_seconds, policy=window_policy)
+    sinks = _live_sinks(derived, json_output, top_k)
+    config = RunConfig(
+        cameras=[CameraConfig(cid, choice, events, window) for cid, choice in zip(camera_ids(choices), choices)],
+        model=ModelOptions(path=model, labels=labels, threads=threads, top_k=top_k, resize=resize, runtime=runtime),
+        smoothing=SmoothingOptions(method=smoothing, alpha=alpha),  # type: ignore[arg-type]
+        sinks=sinks,
         max_steps=max_steps,
     )
-    stop = threading.Event()
-    display_sink = DisplaySink(top_k=min(top_k, 3), stop=stop) if display else None
+    run_live(config)
 
-    def on_reconnect(attempt: int, delay: float, reason: str) -> None:
-        _err(f"{source_name}: {reason}; reconnecting in {delay:.1f} s (attempt {attempt})")
 
-    source_name = "stream"
-    spec.on_reconnect = on_reconnect
-    quiet_opencv_logs()
-    with open_source(spec) as source:
-        source_name = source.name
-        classifier = open_classifier(model, labels, threads, resize.value if resize else None)
-        if no_window:
-            windowed = False
-        elif window_seconds is not None:
-            windowed = True
-        else:
-            windowed = spec.live  # long streams need it; a file is one clip
-        if windowed:
-            from .windowing import DEFAULT_WINDOW_SECONDS, WindowedClassifier
+def _live_sinks(derived: dict[str, dict[str, Any]], json_output: bool, top_k: int) -> dict[str, Any]:
+    """The console (predictions, or JSON lines) plus every sink whose flags were given."""
+    from .sinks.registry import sink_kinds
 
-            classifier = WindowedClassifier(
-                classifier,
-                window_seconds=window_seconds if window_seconds is not None else DEFAULT_WINDOW_SECONDS,
-                policy=window_policy.value,
-            )
-            if classifier.fallback:
-                _err(f"warning: {classifier.fallback}")
-        sinks: list[Any] = [JsonLinesSink(sys.stdout) if json_output else ConsoleSink(sys.stdout)]
-        if save is not None:
-            sinks.append(AnnotatedVideoSink(save, fps=source.fps or 30.0, top_k=min(top_k, 3)))
-        if display_sink is not None:
-            sinks.append(display_sink)
-
-        def on_sigterm(signum: int, frame: object) -> None:
-            # systemd stops services with SIGTERM: finish cleanly, like the end of a file.
-            stop.set()
-            source.stop()
-
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    out: dict[str, Any] = {}
+    for kind in sink_kinds().values():
+        if not kind.live and kind.key != "console":  # the console is every command's
+            continue
+        values = dict(derived.get(f"sink.{kind.key}", {}))
+        if kind.key == "console":
+            values.setdefault("console", "json" if json_output else "predictions")
         try:
-            stats = run_pipeline(source, classifier, sinks, options, stop)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-    _err(f"movinet-edge: {stats.summary()}, {_window_summary(classifier)}")
+            options = kind.options(**values)
+        except TypeError as exc:  # pragma: no cover - a kind whose options need a value
+            raise EdgeError(f"{kind.key}: {exc}") from None
+        if kind.enabled(options):
+            out[kind.key] = options
+    return out
 
 
-def _window_summary(classifier: Any) -> str:
-    """Which long-stream window ran: on by default for live sources, so say whether it was."""
-    window_seconds = getattr(classifier, "window_seconds", None)
-    if window_seconds is None:
-        return "no long-stream window"
-    policy = classifier.policy.value
-    count = classifier.resets
-    what = "rescale" if policy == "rescale" else "reset"
-    return f"long-stream window {window_seconds:g} s ({policy}, {count} {what}{'' if count == 1 else 's'})"
+def _flag_problems(exc: Any, names: dict[str, str]) -> str:
+    """OptionProblems in the words of this command line: the flag, then what is wrong."""
+    parts = []
+    for key, message in exc.problems:
+        if key == "source":
+            from .app import target_keys
+
+            flags = ", ".join(names.get(f"source.{k}", k) for k in target_keys())
+            parts.append(f"give a source: {flags} (each may be repeated)")
+            continue
+        parts.append(f"{names.get(key, key)}: {message}")
+    return "; ".join(parts)
 
 
-@app.command("classify")
+def run_live(config: Any) -> None:
+    """Build from ``config`` and run until the sources end, --max-steps or a signal; one summary line each."""
+    from .app import BuildHooks, build, run, window_summary
+
+    STOP.install()  # explicitly, even if SIGINT was inherited as ignored
+    _log_to_stderr()
+    hooks = BuildHooks(stop=STOP.event, on_sources=STOP.watch)
+    with build(config, hooks) as assembly:
+        if not STOP.requested:
+            stats = run(assembly, STOP.event)
+            for stream, stat in zip(assembly.streams, stats):
+                where = f"[{stream.camera}] " if config.many else ""
+                _err(f"movinet-edge: {where}{stat.summary()}, {window_summary(stream.classifier)}")
+    if STOP.interrupted:
+        raise typer.Exit(130)
+
+
+def _log_to_stderr() -> None:
+    """Warnings (a stream lost, back after N s) as plain lines on stderr, unless logging is set up already."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+
+
+@app.command("classify", context_settings=CONTEXT)
 def classify_cmd(
     video: Annotated[Path, typer.Argument(help="Video file to classify.", show_default=False)],
     model: ModelOpt = None,
@@ -272,6 +222,7 @@ def classify_cmd(
     top_k: TopKOpt = 5,
     threads: ThreadsOpt = None,
     resize: ResizeOpt = None,
+    runtime: RuntimeOpt = None,
     json_output: JsonOpt = False,
     probabilities: Annotated[
         Path | None,
@@ -284,6 +235,7 @@ def classify_cmd(
     ] = None,
 ) -> None:
     """Classify a whole video clip and print its top-k actions."""
+    from .app import ModelOptions, open_model
     from .pipeline import check_probabilities_path, classify_clip, write_probabilities
     from .progress import Progress
     from .sources import VideoFileSource, decode_threads_for, quiet_opencv_logs
@@ -296,7 +248,8 @@ def classify_cmd(
         check_plot_path(plot)
     quiet_opencv_logs()
     with VideoFileSource(video, decode_threads=decode_threads_for(threads)) as source:
-        classifier = open_classifier(model, labels, threads, resize.value if resize else None)
+        classifier = open_model(ModelOptions(path=model, labels=labels, threads=threads, resize=resize,
+                                             runtime=runtime))  # fmt: skip
         recorder = FrameRecorder(classifier) if plot is not None else None
         with Progress(source.frame_count, f"classifying {video.name}", unit="frames") as bar:
             result = classify_clip(
@@ -313,7 +266,7 @@ def classify_cmd(
     if json_output:
         record = {
             "video": str(video),
-            "model": str(getattr(classifier, "model_path", "")),
+            "model": str(classifier.model_path),
             "steps": result.steps,
             "top_k": [{"label": label, "score": round(score, 6)} for label, score in result.top_k],
         }
@@ -323,19 +276,23 @@ def classify_cmd(
             print(f"{label:20s}: {score:.3f}")
 
 
-from .service.commands import register as _register_service  # noqa: E402 - serve, install-service
+def register_commands() -> None:
+    """The subcommands that live in their own modules (they import nothing of this one)."""
+    from .bench_command import register as register_bench
+    from .service.commands import register as register_service
 
-_register_service(app)
+    register_service(app)
+    register_bench(app)
 
-from .bench_command import register as _register_bench  # noqa: E402 - bench
 
-_register_bench(app)
+register_commands()
 
 
 def main() -> None:
     """Console entry point: one domain exception, one line, one exit code."""
     from .exits import run_app
 
+    STOP.install()
     try:
         code = run_app(app, "movinet-edge")
     except EdgeError as e:

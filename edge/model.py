@@ -5,117 +5,55 @@ signature alone when it is not, so MoViNet stream models exported by other
 tools (TF Hub's, the official export tool's) run too.
 
 Why it is written the way it is:
+- The interpreter, its bound tensors and its packed weights live in an
+  :class:`~movinet_edge.engine.Engine`; a classifier is a stream's view of one:
+  its own state set, step count and history. :meth:`StreamingClassifier.fork`
+  makes another view of the same engine(s), so N cameras cost one model in
+  memory plus N state sets (tens of kB each), and no stream ever sees another's
+  states (see engine.py for how they take turns).
 - States are carried by tensor index with one copy each (output buffer ->
-  input buffer) and no per-call dicts: with 44 tensors per call the Python
-  side otherwise costs more than an int8 invoke.
-- A state whose output and input quantization differ is requantized on the
-  way back; int8 states start at their zero point (the real value 0), not at
-  the integer 0.
+  input buffer) and no per-call dicts (states.py): with 44 tensors per call
+  the Python side otherwise costs more than an int8 invoke.
 - Pooling states are running sums; ``rescale_history`` lets a long-stream
   policy shrink them without changing the current average (see windowing.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import copy
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .engine import SIGNATURE_KEYS, Engine, StateSet
 from .errors import EdgeError
 from .manifest import (
     LABELS_NAME,
     MANIFEST_NAME,
     MODEL_NAME,
     Manifest,
-    Quantization,
     load_manifest,
     read_labels,
-    state_kind,
 )
-from .preprocess import InputEncoder, ResizePolicy, resize_square
-from .runtime import Runtime, find_runtime, make_interpreter, release_model_pages
+from .preprocess import ResizePolicy, resize_square
+from .runtime import Runtime, find_runtime
+from .states import StateSlot, dequantize, requantize_into
 
-SIGNATURE_KEYS = ("serving_default", "call")
+__all__ = ["SIGNATURE_KEYS", "FPS_BY_RESOLUTION", "StateSlot", "StreamingClassifier", "dequantize",
+           "requantize_into", "softmax"]  # fmt: skip
 
 # Official stream models when a model comes without a manifest.
 FPS_BY_RESOLUTION = {172: 5.0, 224: 5.0, 256: 12.0, 290: 8.0, 320: 12.0}
 
 
-def _quantization(detail: dict[str, Any]) -> Quantization | None:
-    params = detail.get("quantization_parameters") or {}
-    scales, zero_points = params.get("scales"), params.get("zero_points")
-    if scales is None or len(scales) == 0:
-        scale, zp = detail.get("quantization", (0.0, 0))
-        return Quantization(float(scale), int(zp)) if scale else None
-    if len(scales) > 1:
-        raise EdgeError(f"tensor {detail.get('name')} is quantized per channel; per-tensor quantization expected")
-    return Quantization(float(scales[0]), int(zero_points[0]))
-
-
-@dataclass
-class StateSlot:
-    """One carried state: where it goes in, where it comes out, how to convert."""
-
-    name: str
-    kind: str
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    input_index: int
-    output_index: int
-    input_quantization: Quantization | None
-    output_quantization: Quantization | None
-    initial: np.ndarray  # the value that means "no history" (zero point for int8)
-    input_view: Callable[[], np.ndarray]
-    output_view: Callable[[], np.ndarray]
-    output_dtype: np.dtype | None = None  # None: the input's
-
-    needs_requantization: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        # Decided once: carry() runs 43 times a step, where a per-call check cost
-        # about as much as the copy (measured 1.1 ms a step for A0 on x86).
-        iq, oq = self.input_quantization, self.output_quantization
-        same_dtype = self.output_dtype is None or np.dtype(self.output_dtype) == np.dtype(self.dtype)
-        same_quantization = (iq is None and oq is None) or (
-            iq is not None
-            and oq is not None
-            and abs(iq.scale - oq.scale) <= 1e-6 * abs(oq.scale)
-            and iq.zero_point == oq.zero_point
-        )
-        # Anything else (int8 in and out at other scales, or an int8 output that feeds a
-        # float input, as other tools' models may have) goes through the real values.
-        self.needs_requantization = not (same_dtype and same_quantization)
-
-    def carry(self) -> None:
-        """Copy this step's output state into next step's input, requantizing if needed."""
-        if not self.needs_requantization:
-            np.copyto(self.input_view(), self.output_view())
-            return
-        real = dequantize(self.output_view(), self.output_quantization)
-        if self.input_quantization is None:
-            np.copyto(self.input_view(), real, casting="unsafe")
-        else:
-            requantize_into(real, self.input_quantization, self.input_view())
-
-
-def requantize_into(real: np.ndarray, q: Quantization, out: np.ndarray) -> None:
-    """Quantize real values into ``out``'s integer dtype, rounding and saturating."""
-    info = np.iinfo(out.dtype)
-    values = np.rint(real / np.float32(q.scale)) + q.zero_point
-    np.copyto(out, np.clip(values, info.min, info.max), casting="unsafe")
-
-
-def dequantize(values: np.ndarray, q: Quantization | None) -> np.ndarray:
-    if q is None or values.dtype.kind == "f":
-        return values.astype(np.float32, copy=False)
-    return (values.astype(np.float32) - q.zero_point) * np.float32(q.scale)
-
-
 class StreamingClassifier:
-    """A MoViNet stream model that classifies one frame per :meth:`step`."""
+    """A MoViNet stream model that classifies one frame per :meth:`step`.
+
+    ``pool``: how many interpreters to load (each with its own packed weights);
+    forks are spread over them, so with ``pool=2`` two streams can invoke at
+    the same time on two cores. One stream alone needs only one.
+    """
 
     def __init__(
         self,
@@ -126,18 +64,37 @@ class StreamingClassifier:
         num_threads: int | None = None,
         resize_policy: ResizePolicy = ResizePolicy.CROP,
         runtime: Runtime | None = None,
+        pool: int = 1,
     ) -> None:
+        if int(pool) < 1:
+            raise EdgeError(f"the interpreter pool must hold at least 1 interpreter, got {pool}")
         self.model_path = Path(model_path)
         self.manifest = manifest
         self.runtime = runtime or find_runtime()
         self.num_threads = num_threads
         self.resize_policy = ResizePolicy(resize_policy)
-        self.interpreter = make_interpreter(self.model_path, num_threads, self.runtime)
-        self.signature_key = self._pick_signature()
-        self._bind_tensors()
+        preferred = manifest.signature_key if manifest else None
+        first = Engine(self.model_path, num_threads, self.runtime, preferred)
+        self._engines = [first] + [
+            Engine(self.model_path, num_threads, self.runtime, first.signature_key) for _ in range(int(pool) - 1)
+        ]
+        self.resolution = first.resolution
+        self.image_dtype = first.image_dtype
+        self.image_quantization = first.image_quantization
+        self.num_classes = first.num_classes
         self.labels = self._check_labels(labels)
-        self.steps = 0
+        self._place(first)
+        # The first classifier's states start in the input tensors: alone, it steps as it always did.
+        first.resident = self._state
         self.reset()
+
+    def _place(self, engine: Engine) -> None:
+        """Run this classifier on ``engine``, with a fresh state set of its own."""
+        self._engine = engine
+        engine.users += 1
+        self._state: StateSet = engine.new_state_set()
+        self.steps = 0
+        self._history = 0
 
     # ---- construction -------------------------------------------------
     @classmethod
@@ -148,6 +105,7 @@ class StreamingClassifier:
         num_threads: int | None = None,
         resize_policy: ResizePolicy | str | None = None,
         runtime: str | None = None,
+        pool: int = 1,
     ) -> StreamingClassifier:
         """Open a model directory (model.tflite + manifest.json + labels.txt) or a .tflite file."""
         path = Path(path)
@@ -175,106 +133,20 @@ class StreamingClassifier:
             # The policy the model was trained and exported with, unless the caller overrides it.
             resize_policy=ResizePolicy(resize_policy or (manifest.resize_policy if manifest else "crop")),
             runtime=find_runtime(runtime) if runtime else None,
+            pool=pool,
         )
 
-    def _pick_signature(self) -> str:
-        signatures = self.interpreter.get_signature_list()
-        if self.manifest and self.manifest.signature_key in signatures:
-            return self.manifest.signature_key
-        for key in SIGNATURE_KEYS:
-            if key in signatures:
-                return key
-        if len(signatures) == 1:
-            return next(iter(signatures))
-        raise EdgeError(
-            f"{self.model_path} is not a streaming MoViNet: no signature named {' or '.join(SIGNATURE_KEYS)} "
-            f"(found: {', '.join(signatures) or 'none'})"
-        )
+    def fork(self) -> StreamingClassifier:
+        """Another stream on the same loaded model: shared interpreter(s), states of its own.
 
-    def _bind_tensors(self) -> None:
-        # allocate first: a live signature runner holds a reference that makes
-        # the interpreter refuse allocate_tensors()/invoke() later.
-        self.interpreter.allocate_tensors()
-        release_model_pages(self.model_path)  # XNNPACK has packed its copy of the weights by now
-        runner = self.interpreter.get_signature_runner(self.signature_key)
-        subgraph = getattr(runner, "_subgraph_index", 0)
-        inputs = runner.get_input_details()
-        outputs = runner.get_output_details()
-        del runner
-        if subgraph != 0:
-            raise EdgeError(f"signature {self.signature_key} is not in the main subgraph; re-export the model")
-        self.input_details, self.output_details = inputs, outputs
-        if "image" not in inputs:
-            raise EdgeError(f"{self.model_path} is not a streaming MoViNet: it has no 'image' input")
-        logits_name = "logits" if "logits" in outputs else None
-        state_names = sorted(set(inputs) - {"image"})
-        if not state_names:
-            raise EdgeError(
-                f"{self.model_path} is not a streaming MoViNet: it has no state inputs "
-                "(a base, non-streaming model cannot run frame by frame)"
-            )
-        missing = [n for n in state_names if n not in outputs]
-        if missing:
-            raise EdgeError(f"{self.model_path} is not a streaming MoViNet: state {missing[0]} is not an output")
-        if logits_name is None:
-            rest = sorted(set(outputs) - set(state_names))
-            if len(rest) != 1:
-                raise EdgeError(f"{self.model_path} is not a streaming MoViNet: no 'logits' output")
-            logits_name = rest[0]
-
-        tensor = self.interpreter.tensor
-        image = inputs["image"]
-        shape = tuple(int(x) for x in image["shape"])
-        if len(shape) != 5 or shape[0] != 1 or shape[1] != 1 or shape[2] != shape[3] or shape[4] != 3:
-            raise EdgeError(f"{self.model_path}: image input has shape {shape}; expected [1, 1, N, N, 3]")
-        self.resolution = shape[2]
-        self.image_dtype = np.dtype(image["dtype"])
-        self.image_quantization = _quantization(image) if self.image_dtype.kind in "iu" else None
-        self._image_view = tensor(image["index"])
-        self._encoder = InputEncoder(self.image_dtype, self.image_quantization)
-
-        logits = outputs[logits_name]
-        self.num_classes = int(np.prod(logits["shape"]))
-        self._logits_view = tensor(logits["index"])
-        self._logits_quantization = _quantization(logits) if np.dtype(logits["dtype"]).kind in "iu" else None
-
-        self.states: list[StateSlot] = []
-        for name in state_names:
-            din, dout = inputs[name], outputs[name]
-            dtype = np.dtype(din["dtype"])
-            out_dtype = np.dtype(dout["dtype"])
-            iq = _quantization(din) if dtype.kind in "iu" and dtype != np.int32 else None
-            oq = _quantization(dout) if out_dtype.kind in "iu" and out_dtype != np.int32 else None
-            initial = np.zeros(tuple(int(x) for x in din["shape"]), dtype)
-            if iq is not None:
-                initial.fill(iq.zero_point)
-            self.states.append(
-                StateSlot(
-                    name=name,
-                    kind=state_kind(name),
-                    shape=initial.shape,
-                    dtype=dtype,
-                    input_index=din["index"],
-                    output_index=dout["index"],
-                    input_quantization=iq,
-                    output_quantization=oq,
-                    initial=initial,
-                    input_view=tensor(din["index"]),
-                    output_view=tensor(dout["index"]),
-                    output_dtype=out_dtype,
-                )
-            )
-        self._pools = self._pool_pairs()
-
-    def _pool_pairs(self) -> list[tuple[StateSlot, StateSlot]]:
-        by_name = {s.name: s for s in self.states}
-        pairs = []
-        for s in self.states:
-            if s.kind == "pool_buffer":
-                count = by_name.get(s.name[: -len("pool_buffer")] + "pool_frame_count")
-                if count is not None:
-                    pairs.append((s, count))
-        return pairs
+        The fork starts with no history; its step count, reset and windows
+        are its own. It goes to the pool's least used interpreter. Costs its
+        state arrays only (:attr:`state_bytes`). Each fork belongs to one
+        thread at a time; different forks may step from different threads.
+        """
+        clone = copy.copy(self)
+        clone._place(min(self._engines, key=lambda e: e.users))
+        return clone
 
     def _check_labels(self, labels: list[str] | None) -> list[str]:
         if labels is None:
@@ -287,6 +159,48 @@ class StreamingClassifier:
         return labels
 
     # ---- properties ----------------------------------------------------
+    @property
+    def interpreter(self) -> Any:
+        """The interpreter this classifier steps on (shared with the forks placed on it)."""
+        return self._engine.interpreter
+
+    @property
+    def signature_key(self) -> str:
+        return self._engine.signature_key
+
+    @property
+    def input_details(self) -> dict[str, Any]:
+        return self._engine.input_details
+
+    @property
+    def output_details(self) -> dict[str, Any]:
+        return self._engine.output_details
+
+    @property
+    def states(self) -> list[StateSlot]:
+        """The state tensors. Their ``input_view()`` shows this classifier's states only while it
+        is the one whose states are in the interpreter (always, for a classifier never forked)."""
+        return self._engine.slots
+
+    @property
+    def _pools(self) -> list[tuple[StateSlot, StateSlot]]:
+        return self._engine.pool_pairs
+
+    @property
+    def pool_size(self) -> int:
+        """Interpreters loaded for this model and its forks."""
+        return len(self._engines)
+
+    @property
+    def engine_index(self) -> int:
+        """Which interpreter of the pool this classifier runs on."""
+        return next(i for i, e in enumerate(self._engines) if e is self._engine)
+
+    @property
+    def state_bytes(self) -> int:
+        """Memory of one state set: what a fork costs."""
+        return self._engine.state_bytes()
+
     @property
     def fps(self) -> float:
         if self.manifest:
@@ -302,21 +216,27 @@ class StreamingClassifier:
         """Whether the pooling sums and their frame counts are known by name (``*_pool_buffer`` with
         ``*_pool_frame_count``), as :meth:`rescale_history` needs; a model from a tool that names
         its states otherwise runs the same, but its history can only be bounded by resets."""
-        return bool(self._pools)
+        return bool(self._engine.pool_pairs)
 
     @property
     def history_frames(self) -> int:
         """How many frames the pooling states have accumulated (0 after reset)."""
-        if not self._pools:
-            return self.steps
-        return int(self._pools[0][1].input_view().reshape(-1)[0])
+        return self._history
+
+    def _count_in(self, arrays: StateSet) -> int:
+        """The pools' frame count held in ``arrays`` (the step count if the pools are not known)."""
+        slot = self._engine.count_slot
+        return self.steps if slot is None else int(arrays[slot].reshape(-1)[0])
 
     # ---- stepping -------------------------------------------------------
     def reset(self) -> None:
         """Forget all history: every state back to its 'nothing seen' value."""
-        for s in self.states:
-            np.copyto(s.input_view(), s.initial)
+        engine = self._engine
+        with engine.lock:
+            for array, slot in zip(engine.holding(self._state), engine.slots):
+                np.copyto(array, slot.initial)
         self.steps = 0
+        self._history = 0
 
     def prepare(self, frame_rgb: np.ndarray) -> np.ndarray:
         """Any-size RGB uint8 frame -> square uint8 at the model resolution."""
@@ -328,18 +248,31 @@ class StreamingClassifier:
 
     def step_square(self, square: np.ndarray) -> np.ndarray:
         """Feed one frame already at the model resolution (see :meth:`prepare`); float32 logits."""
-        self._encoder.encode_into(square, self._image_view())
-        try:
-            self.interpreter.invoke()
-        except RuntimeError as exc:  # an op this runtime lacks, e.g. int8 DIV on tflite-runtime 2.14
-            raise EdgeError(
-                f"{self.runtime.name} {self.runtime.version} cannot run {self.model_path}: "
-                f"{' '.join(str(exc).split())[:300]}; try another runtime or a float/selective int8 export"
-            ) from None
-        logits = dequantize(self._logits_view().reshape(-1), self._logits_quantization).copy()
-        for s in self.states:
-            s.carry()
-        self.steps += 1
+        engine = self._engine
+        with engine.lock:  # this stream's turn: its states go in, its frame, one invoke
+            engine.make_resident(self._state)
+            engine.encoder.encode_into(square, engine.image_view())
+            try:
+                engine.interpreter.invoke()
+            except RuntimeError as exc:  # an op this runtime lacks, e.g. int8 DIV on tflite-runtime 2.14
+                raise EdgeError(
+                    f"{self.runtime.name} {self.runtime.version} cannot run {self.model_path}: "
+                    f"{' '.join(str(exc).split())[:300]}; try another runtime or a float/selective int8 export"
+                ) from None
+            logits = dequantize(engine.logits_view().reshape(-1), engine.logits_quantization).copy()
+            if engine.users == 1:
+                for s in engine.slots:  # alone on this interpreter: the states stay in it
+                    s.carry()
+                held = engine.holding(self._state)
+            else:
+                # Shared: the next turn is most likely another stream's, so the new states go
+                # straight to this stream's own arrays (one copy now, one when it is next in).
+                for s, own in zip(engine.slots, self._state):
+                    s.carry_into(own)
+                engine.resident = None
+                held = self._state
+            self.steps += 1
+            self._history = self._count_in(held)
         return logits
 
     def step(self, frame_rgb: np.ndarray) -> np.ndarray:
@@ -349,11 +282,14 @@ class StreamingClassifier:
     # ---- state access for long-stream policies ---------------------------
     def snapshot(self) -> list[np.ndarray]:
         """A copy of every input state (the history so far)."""
-        return [s.input_view().copy() for s in self.states]
+        with self._engine.lock:
+            return [a.copy() for a in self._engine.holding(self._state)]
 
     def restore(self, snapshot: list[np.ndarray]) -> None:
-        for s, value in zip(self.states, snapshot, strict=True):
-            np.copyto(s.input_view(), value)
+        with self._engine.lock:
+            for array, value in zip(self._engine.holding(self._state), snapshot, strict=True):
+                np.copyto(array, value)
+            self._history = self._count_in(snapshot)
 
     def rescale_history(self, keep_frames: int) -> None:
         """Shrink every pooling sum to ``keep_frames`` frames' worth, keeping its mean.
@@ -362,19 +298,22 @@ class StreamingClassifier:
         setting count = keep leaves the current average unchanged (no jump,
         no blind spot) while giving new frames more weight from now on.
         """
-        for buf, count in self._pools:
-            counts = count.input_view()
-            n = int(counts.reshape(-1)[0])
-            if n <= keep_frames:
-                continue
-            factor = np.float32(keep_frames / n)
-            view = buf.input_view()
-            if buf.input_quantization is None:
-                view *= factor
-            else:
-                real = dequantize(view, buf.input_quantization) * factor
-                requantize_into(real, buf.input_quantization, view)
-            counts.fill(keep_frames)
+        engine = self._engine
+        with engine.lock:
+            arrays = engine.holding(self._state)
+            for (buf_at, count_at), (buf, _) in zip(engine.pool_positions, engine.pool_pairs):
+                counts, view = arrays[count_at], arrays[buf_at]
+                n = int(counts.reshape(-1)[0])
+                if n <= keep_frames:
+                    continue
+                factor = np.float32(keep_frames / n)
+                if buf.input_quantization is None:
+                    view *= factor
+                else:
+                    real = dequantize(view, buf.input_quantization) * factor
+                    requantize_into(real, buf.input_quantization, view)
+                counts.fill(keep_frames)
+            self._history = self._count_in(arrays)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -1,14 +1,30 @@
 """Find a TFLite interpreter on the device, never TensorFlow.
 
-Order: ``ai_edge_litert`` (the maintained successor, wheels for aarch64 and
-Python 3.12+), then ``tflite_runtime`` (stops at Python 3.11, needs numpy<2).
-``MOVINET_EDGE_RUNTIME=tflite_runtime`` forces one, for benchmarks.
+Two runtimes run our models (docs/raspberry-pi.md says which install gets which):
+
+- ``ai_edge_litert`` (pip ``ai-edge-litert``): the maintained one, the default.
+  Wheels for Linux x86_64 and aarch64, Python 3.10-3.14; none for 32-bit ARM.
+- ``tflite_runtime`` (pip ``tflite-runtime``): 2.14 is its last release. The
+  only runtime for 32-bit ARM (armv7l), Python <= 3.11, built for numpy 1.x.
+  Its XNNPACK build takes no int8 convolutions (int8 models run 4-8x slower
+  than on ai-edge-litert) and it has no int8 DIV kernel, so the "naive" int8
+  recipe (int8 states and pools) cannot run on it; float32, float16,
+  dynamic-range and the selective int8 recipe (any input type) do.
+
+Which one runs: the name given to :func:`find_runtime` (the command line's or
+the service configuration's choice), else ``$MOVINET_EDGE_RUNTIME``, else the
+first of :data:`RUNTIMES` that is installed. A runtime asked for by name is
+never replaced by another: whoever names it wants to know which interpreter
+ran, so a missing one is a one-line error saying what to install.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +35,14 @@ RUNTIMES = ("ai_edge_litert", "tflite_runtime")
 RUNTIME_ENV = "MOVINET_EDGE_RUNTIME"
 # What to pip install for each runtime module.
 DISTRIBUTIONS = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}
+# tflite-runtime with the numpy (and OpenCV) it was built for.
+TFLITE_RUNTIME_SPEC = "'movinet-edge[tflite-runtime]'"
+TFLITE_RUNTIME_EXTRA = f"pip install {TFLITE_RUNTIME_SPEC}"
+# uname machines of a 32-bit ARM userland: a 32-bit kernel, or `linux32` on a 64-bit one.
+ARM32_MACHINES = ("armv7l", "armv8l")
+# Where each runtime has wheels, for the hint when it is missing.
+_TFLITE_RUNTIME_MACHINES = ("x86_64", "aarch64", *ARM32_MACHINES)
+_TFLITE_RUNTIME_LAST_PYTHON = (3, 11)
 
 
 @dataclass(frozen=True)
@@ -28,43 +52,116 @@ class Runtime:
     interpreter_class: Any
 
 
-def find_runtime(preferred: str | None = None) -> Runtime:
-    """The first importable runtime of RUNTIMES, or the one asked for.
+def find_runtime(name: str | None = None) -> Runtime:
+    """The runtime called ``name`` (one of :data:`RUNTIMES`, or its pip name), or the first installed.
 
-    ``preferred`` (else ``$MOVINET_EDGE_RUNTIME``) names exactly one runtime:
-    when it is not installed that is an error, not a silent fallback, because
-    whoever set it (a benchmark, a device with a known-good runtime) wants to
-    know which interpreter ran.
+    ``name`` None: ``$MOVINET_EDGE_RUNTIME`` if set, else ai_edge_litert, else
+    tflite_runtime. A named runtime that is missing, or installed but unable
+    to load (tflite-runtime beside numpy 2), is an :class:`EdgeError` of one
+    line that says what to install; so is finding none at all.
     """
-    from_env = not preferred and bool(os.environ.get(RUNTIME_ENV))
-    preferred = preferred or os.environ.get(RUNTIME_ENV) or None
-    if preferred is not None and preferred not in RUNTIMES:
-        where = f" in {RUNTIME_ENV}" if from_env else ""
-        raise EdgeError(f"unknown runtime {preferred!r}{where}; choose one of {', '.join(RUNTIMES)}")
-    order = (preferred,) if preferred else RUNTIMES
-    for name in order:
-        try:
-            module = importlib.import_module(f"{name}.interpreter")
-        except ImportError:
-            continue
-        try:
-            from importlib.metadata import version
-
-            ver = version(DISTRIBUTIONS[name])
-        except Exception:  # noqa: BLE001 - a version is only for reports
-            ver = "unknown"
-        return Runtime(name=name, version=ver, interpreter_class=module.Interpreter)
-    if preferred is not None:
-        dist = DISTRIBUTIONS[preferred]
+    from_env = name is None and bool(os.environ.get(RUNTIME_ENV))
+    requested = name if name is not None else (os.environ.get(RUNTIME_ENV) or None)
+    if requested is not None:
+        canonical = requested.strip().replace("-", "_")
+        if canonical not in RUNTIMES:
+            where = f" in {RUNTIME_ENV}" if from_env else ""
+            raise EdgeError(f"unknown runtime {requested!r}{where}; choose one of {', '.join(RUNTIMES)}")
+        runtime, problem = _load(canonical)
+        if runtime is not None:
+            return runtime
         if from_env:
-            raise EdgeError(
-                f"{RUNTIME_ENV} asks for {preferred}, which is not installed; "
-                f"pip install {dist}, or unset {RUNTIME_ENV}"
+            raise EdgeError(f"{RUNTIME_ENV} asks for {canonical}, but {problem}, or unset {RUNTIME_ENV}")
+        raise EdgeError(problem)
+    problems = []
+    for candidate in RUNTIMES:
+        runtime, problem = _load(candidate)
+        if runtime is not None:
+            return runtime
+        if _is_installed(candidate):
+            problems.append(problem)  # installed but unusable: say why, not "none found"
+    if problems:
+        raise EdgeError(problems[0])
+    raise EdgeError(_none_found())
+
+
+def _is_installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent that fails to import, or a module whose spec is unset
+        return False
+
+
+def _version(module: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(DISTRIBUTIONS[module])
+    except Exception:  # noqa: BLE001 - a version is only for reports
+        return "unknown"
+
+
+def _load(module: str) -> tuple[Runtime | None, str]:
+    """(the runtime, "") or (None, why it cannot run here, with what to do: one line)."""
+    dist = DISTRIBUTIONS[module]
+    if not _is_installed(module):
+        return None, _missing(module)
+    version = _version(module)
+    if module == "tflite_runtime":
+        # Built against numpy 1.x: under numpy 2 it prints a page to stderr and fails in the
+        # interpreter's constructor. Say it here, in one line, before anything is loaded.
+        import numpy
+
+        if int(numpy.__version__.split(".")[0]) >= 2:
+            fix = "pip install 'numpy<2'" if _is_arm32() else (
+                f"pip install 'numpy<2' 'opencv-python-headless<4.12' (what {TFLITE_RUNTIME_SPEC} installs)"
             )
-        raise EdgeError(f"runtime {preferred} is not installed; pip install {dist}")
-    raise EdgeError(
-        "no TFLite runtime found (ai-edge-litert or tflite-runtime); install one: pip install ai-edge-litert"
+            return None, f"{dist} {version} is built for numpy 1.x and cannot run beside numpy {numpy.__version__}; {fix}"
+    try:
+        interpreter_module = importlib.import_module(f"{module}.interpreter")
+    except ImportError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return None, f"{dist} {version} is installed but does not load ({first}); reinstall it: pip install --force-reinstall {dist}"
+    return Runtime(name=module, version=version, interpreter_class=interpreter_module.Interpreter), ""
+
+
+def _is_arm32() -> bool:
+    return platform.machine() in ARM32_MACHINES or (platform.machine() == "aarch64" and sys.maxsize < 2**32)
+
+
+def _tflite_runtime_has_wheels() -> bool:
+    return (
+        sys.platform == "linux"
+        and sys.version_info[:2] <= _TFLITE_RUNTIME_LAST_PYTHON
+        and (platform.machine() in _TFLITE_RUNTIME_MACHINES)
     )
+
+
+def _python() -> str:
+    return f"Python {sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def _missing(module: str) -> str:
+    """'X is not installed; <what to do>' for this machine and Python."""
+    dist = DISTRIBUTIONS[module]
+    if module == "tflite_runtime":
+        if _tflite_runtime_has_wheels():
+            return f"{dist} is not installed; {TFLITE_RUNTIME_EXTRA}"
+        return (f"{dist} is not installed and has no wheel for {_python()} on {platform.machine()} "
+                f"(its last release, 2.14, stops at Python 3.11 on Linux); use ai_edge_litert")  # fmt: skip
+    if _is_arm32():
+        return (f"{dist} is not installed and has no wheels for 32-bit ARM; use tflite_runtime "
+                f"({TFLITE_RUNTIME_EXTRA}) or a 64-bit OS")  # fmt: skip
+    return f"{dist} is not installed; pip install {dist}"
+
+
+def _none_found() -> str:
+    if _is_arm32():
+        if _tflite_runtime_has_wheels():
+            return f"no TFLite runtime found; on 32-bit ARM only tflite-runtime runs: {TFLITE_RUNTIME_EXTRA}"
+        return (f"no TFLite runtime found, and none has wheels for 32-bit ARM with {_python()} "
+                "(tflite-runtime stops at Python 3.11); use a 64-bit OS, or Raspberry Pi OS Bookworm (Python 3.11)")
+    return "no TFLite runtime found (ai-edge-litert or tflite-runtime); install one: pip install ai-edge-litert"
 
 
 def is_tflite_file(path: Path) -> bool:
@@ -78,7 +175,12 @@ def is_tflite_file(path: Path) -> bool:
 
 
 def make_interpreter(path: Path, num_threads: int | None = None, runtime: Runtime | None = None) -> Any:
-    """Load ``path`` into an interpreter with XNNPACK (the default CPU delegate)."""
+    """Load ``path`` into an interpreter with XNNPACK (the default CPU delegate).
+
+    On tflite_runtime the model is also checked to run (:func:`check_runs`), so
+    that a model only ai-edge-litert runs fails here, in one line, instead of
+    at the first frame of a camera.
+    """
     path = Path(path)
     if not path.is_file():
         raise EdgeError(f"model file {path} does not exist; export one with movinet-export")
@@ -86,10 +188,72 @@ def make_interpreter(path: Path, num_threads: int | None = None, runtime: Runtim
         raise EdgeError(f"{path} is not a TFLite model (no TFL3 identifier); pass a model.tflite file")
     runtime = runtime or find_runtime()
     try:
-        return runtime.interpreter_class(model_path=str(path), num_threads=num_threads)
+        interpreter = runtime.interpreter_class(model_path=str(path), num_threads=num_threads)
     except (ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _first_line(exc)
+        if runtime.name == "tflite_runtime" and "Didn't find op" in first:
+            # An op (or op version) newer than tflite-runtime 2.14 knows.
+            raise EdgeError(f"{path} needs ai-edge-litert: tflite-runtime {runtime.version} {first}") from None
         raise EdgeError(f"{runtime.name} cannot load {path}: {first}") from None
+    if runtime.name == "tflite_runtime":
+        check_runs(interpreter, runtime, path)
+    return interpreter
+
+
+# Kernels tflite-runtime 2.14 lacks for a tensor type that our exports produce: DIV takes
+# float32, int32 and uint8 only (the naive int8 recipe divides int8 pool sums).
+_TFLITE_RUNTIME_MISSING_KERNELS = {("DIV", "int8"): "the naive int8 recipe's pools"}
+
+
+def unsupported_ops(interpreter: Any) -> list[tuple[str, str, int]]:
+    """(op, input type, count) of the ops in the model that tflite-runtime 2.14 has no kernel for."""
+    counts: dict[tuple[str, str], int] = {}
+    try:
+        ops = interpreter._get_ops_details()
+        details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    except Exception:  # noqa: BLE001 - a private API: without it the trial invoke still decides
+        return []
+    for op in ops:
+        for index in op.get("inputs", ()):
+            detail = details.get(int(index))
+            if detail is None:
+                continue
+            key = (str(op.get("op_name")), getattr(detail["dtype"], "__name__", str(detail["dtype"])))
+            if key in _TFLITE_RUNTIME_MISSING_KERNELS:
+                counts[key] = counts.get(key, 0) + 1
+                break
+    return [(op, dtype, n) for (op, dtype), n in counts.items()]
+
+
+def check_runs(interpreter: Any, runtime: Runtime, path: Path) -> None:
+    """Raise one line when ``runtime`` cannot run this model: a known missing kernel, else one trial step.
+
+    The op list names the known case (int8 DIV) without running anything; the
+    trial invoke on the zero inputs catches whatever else an older runtime
+    lacks (a kernel fails in its prepare or its first eval, whatever the
+    data). It costs one step at load, on tflite_runtime only.
+    """
+    missing = unsupported_ops(interpreter)
+    if missing:
+        what = ", ".join(f"{op} on {dtype} ({n} ops: {_TFLITE_RUNTIME_MISSING_KERNELS[(op, dtype)]})"
+                         for op, dtype, n in missing)  # fmt: skip
+        raise EdgeError(
+            f"{path} needs ai-edge-litert: tflite-runtime {runtime.version} has no kernel for {what}; "
+            "on a 64-bit OS pip install ai-edge-litert, or run a float32, float16, dynamic or selective int8 export"
+        )
+    try:
+        interpreter.allocate_tensors()
+        interpreter.invoke()
+    except (RuntimeError, ValueError) as exc:
+        raise EdgeError(
+            f"{path} needs ai-edge-litert: tflite-runtime {runtime.version} cannot run it ({_first_line(exc)}); "
+            "on a 64-bit OS pip install ai-edge-litert, or run a float32, float16, dynamic or selective int8 export"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] if text else type(exc).__name__
 
 
 _MADV_DONTNEED = 4  # Linux

@@ -16,9 +16,13 @@ summarise roughly the last W/2..W frames. The short stream buffers
 ``dual`` (two invokes per frame): two state sets run side by side, started
 W/2 frames apart; each is reset when it reaches W frames, and the one with
 more history is reported, so the reported one always has W/2..W frames. It
-is exact windowing at twice the compute.
+is exact windowing at twice the compute. The second state set is a
+:meth:`~movinet_edge.model.StreamingClassifier.fork` of the classifier (same
+interpreter, its own states), so each set steps in one turn of the shared
+model, without snapshot copies.
 
-W is ``window_seconds * fps`` frames.
+W is ``window_seconds * fps`` frames. :meth:`WindowedClassifier.fork` makes
+another stream's window on the same loaded model.
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ class WindowedClassifier:
         policy: WindowPolicy | str = WindowPolicy.RESCALE,
     ) -> None:
         self.classifier = classifier
-        self.policy = WindowPolicy(policy)
+        self.requested_policy = WindowPolicy(policy)
+        self.policy = self.requested_policy
         self.fallback: str | None = None
         if self.policy is WindowPolicy.RESCALE and not classifier.has_pool_states:
             # Rescaling needs to find the pooling sums and frame counts by their official names;
@@ -58,8 +63,13 @@ class WindowedClassifier:
         self.window_seconds = self.window_frames / classifier.fps
         self.resets = 0  # state resets (dual) or rescales (rescale), for metrics
         self._ages = [0, 0]
-        self._sets: list[list[np.ndarray]] = []
+        # Dual: the two state sets, the classifier itself and a fork of it.
+        self._sets = [classifier, classifier.fork()] if self.policy is WindowPolicy.DUAL else [classifier]
         self.reset()
+
+    def fork(self) -> WindowedClassifier:
+        """The same window for another stream: the classifier forked (shared model, own states)."""
+        return WindowedClassifier(self.classifier.fork(), self.window_seconds, self.requested_policy)
 
     # The classifier's identity, so a pipeline can use either.
     @property
@@ -86,11 +96,9 @@ class WindowedClassifier:
         return max(self._ages)
 
     def reset(self) -> None:
-        self.classifier.reset()
+        for state_set in self._sets:
+            state_set.reset()
         self._ages = [0, 0]
-        if self.policy is WindowPolicy.DUAL:
-            fresh = self.classifier.snapshot()
-            self._sets = [fresh, [a.copy() for a in fresh]]
 
     def prepare(self, frame_rgb: np.ndarray) -> np.ndarray:
         """The classifier's preprocessing (so a reader thread can do it ahead)."""
@@ -113,22 +121,18 @@ class WindowedClassifier:
         return logits
 
     def _step_dual(self, square: np.ndarray) -> np.ndarray:
-        clf = self.classifier
         half = self.window_frames // 2
         # The second set starts once the first is half a window old.
         active = [0] if self._ages[0] < half and self._ages[1] == 0 and self.resets == 0 else [0, 1]
         outputs: dict[int, np.ndarray] = {}
         for i in active:
-            clf.restore(self._sets[i])
-            outputs[i] = clf.step_square(square)
-            self._sets[i] = clf.snapshot()
+            outputs[i] = self._sets[i].step_square(square)
             self._ages[i] += 1
         reported = max(active, key=lambda i: self._ages[i])
         logits = outputs[reported]
         for i in active:
             if self._ages[i] >= self.window_frames:
-                clf.reset()
-                self._sets[i] = clf.snapshot()
+                self._sets[i].reset()
                 self._ages[i] = 0
                 self.resets += 1
         return logits

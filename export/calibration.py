@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import glob
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -23,8 +23,8 @@ from movinet_edge.progress import Progress
 
 from .errors import ExportError
 
-if TYPE_CHECKING:
-    from .exporter import Exporter
+# One step of the float TF streaming model: {"image": ..., states...} -> {"logits": ..., states...}.
+StreamStep = Callable[[dict[str, Any]], dict[str, Any]]
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".gif"}
 DEFAULT_STREAM_FRAMES = 64  # ~13 s at 5 fps: long enough for the pool sums to settle
@@ -52,8 +52,13 @@ def expand_videos(specs: list[str]) -> list[Path]:
     return unique
 
 
-def calibration_streams(exporter: Exporter, videos: list[str], frames: int) -> list[np.ndarray]:
-    """Square uint8 streams [T, res, res, 3] at the model fps; synthetic when no videos are given."""
+def calibration_streams(videos: list[str], frames: int, *, fps: float, resolution: int,
+                        resize_policy: str = "crop") -> list[np.ndarray]:
+    """Square uint8 streams [T, res, res, 3] at the model's ``fps``; synthetic when no videos are given.
+
+    ``frames``: per stream (0: DEFAULT_STREAM_FRAMES); ``resize_policy``: how frames are made
+    square, as the device will (crop, pad or stretch).
+    """
     from movinet_edge.clip import load_clip
     from movinet_edge.preprocess import ResizePolicy
 
@@ -68,7 +73,7 @@ def calibration_streams(exporter: Exporter, videos: list[str], frames: int) -> l
             file=sys.stderr,
         )
         return [
-            motion_stream([(i + k) % 8 for k in range(4)], max(frames // 4, 4), exporter.resolution, seed=100 + i)
+            motion_stream([(i + k) % 8 for k in range(4)], max(frames // 4, 4), resolution, seed=100 + i)
             for i in range(SYNTHETIC_STREAMS)
         ]
     if len(paths) > DEFAULT_MAX_STREAMS * 4:
@@ -78,8 +83,7 @@ def calibration_streams(exporter: Exporter, videos: list[str], frames: int) -> l
     streams, skipped = [], []
     for path in paths:
         try:
-            streams.append(load_clip(path, exporter.entry.fps, exporter.resolution, max_frames=frames,
-                                     policy=ResizePolicy(exporter.options.resize_policy)))
+            streams.append(load_clip(path, fps, resolution, max_frames=frames, policy=ResizePolicy(resize_policy)))
         except Exception as exc:  # noqa: BLE001 - an unreadable video is reported, not fatal
             skipped.append(f"{path.name}: {exc}")
     for line in skipped:
@@ -107,21 +111,23 @@ def _join_short(streams: list[np.ndarray], frames: int) -> list[np.ndarray]:
     return out
 
 
-def stream_dataset(exporter: Exporter, streams: list[np.ndarray], progress: bool = True) -> Iterator[dict[str, Any]]:
+def stream_dataset(step: StreamStep, initial_states: dict[str, Any], streams: list[np.ndarray],
+                   progress: bool = True) -> Iterator[dict[str, Any]]:
     """Yield one sample per stream step: the frame plus the float states the TF stream had before it.
 
-    Generated lazily (a sample of A0 holds ~3 MB of states) by running the
-    float TF streaming model alongside.
+    ``step`` is the float TF streaming model (tensors in, tensors out) and
+    ``initial_states`` its states at the start of a stream. Generated lazily
+    (a sample of A0 holds ~3 MB of states) by running the model alongside.
     """
     import tensorflow as tf
 
     total = sum(len(s) for s in streams)
     with Progress(total, "calibrating", unit="frames", quiet=not progress) as bar:
         for stream in streams:
-            states = {k: v.numpy() for k, v in exporter.initial_states.items()}
+            states = {k: np.asarray(v) for k, v in initial_states.items()}
             for frame in stream:
                 feed = {**states, "image": frame[None, None].astype(np.float32) / 255.0}
                 yield feed
-                out = exporter.tf_step({k: tf.constant(v) for k, v in feed.items()})
+                out = step({k: tf.constant(v) for k, v in feed.items()})
                 states = {k: v.numpy() for k, v in out.items() if k != "logits"}
                 bar.update(1)

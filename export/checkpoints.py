@@ -83,7 +83,8 @@ def resolve_checkpoint(spec: str, cache_dir: Path, *, progress: bool = True,
                 f"cannot fetch checkpoint {spec}: unsupported URL scheme {url.group(1)!r}; "
                 "use http(s):// or file://, or download it yourself and pass the local file"
             )
-        archive = fetch(spec, cache_dir / "downloads", sha256=sha256, progress=progress)
+        archive = fetch(spec, cache_dir / "downloads", sha256=sha256, progress=progress,
+                        local="the local path (e.g. --checkpoint PATH)")
         return _from_archive(archive, spec, cache_dir)
 
     path = Path(spec).expanduser()

@@ -9,7 +9,8 @@ means one set of bugs.
 
 Precisions are recipes (:class:`Recipe`): float32, float16 (weights stored as
 float16, computed in float32 on CPU), dynamic (int8 weights, float
-activations) and int8 (calibrated activations; see calibration.py).
+activations) and int8 (calibrated activations, quantized by one of the
+recipes of int8_recipes.py; see calibration.py for the data).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import tensorflow as tf
 import tf_keras
 
 from .errors import ExportError
+from .int8_recipes import DEFAULT_INT8_RECIPE
+from .options import PRECISIONS
 
-PRECISIONS = ("float32", "float16", "dynamic", "int8")
 SIGNATURE_KEY = "serving_default"
 
 # A representative dataset yields dicts {input name: numpy array} for one step.
@@ -39,7 +41,7 @@ class Recipe:
 
     precision: str = "float32"
     input_dtype: str = "float32"  # int8 only: float32 | uint8 | int8
-    int8_recipe: str = "selective"  # int8 only: selective | naive (see quantize.py)
+    int8_recipe: str = DEFAULT_INT8_RECIPE  # int8 only: a name in int8_recipes.RECIPES
     calibrated: bytes | None = None  # int8 only: the calibrated float model (calibration.py)
     # int8 selective only: frames (square uint8, one array a stream) to measure its per-block decisions.
     streams: list[Any] = field(default_factory=list)
@@ -145,17 +147,15 @@ def convert(savedmodel: Path, signature_key: str, recipe: Recipe) -> Conversion:
 
 
 def _convert_int8(recipe: Recipe, start: float) -> Conversion:
-    from .quantize import quantize, set_image_input_dtype
+    from .int8_recipes import int8_recipe
+    from .quantize import set_image_input_dtype
 
     if recipe.calibrated is None:
         raise ExportError("internal: int8 conversion needs a calibrated model")
-    from .int8_plan import DEFAULT_TOLERANCE
-
-    tflite, decided = quantize(recipe.calibrated, recipe.int8_recipe, recipe.float_ops, recipe.streams,
-                               recipe.tolerance if recipe.tolerance is not None else DEFAULT_TOLERANCE, recipe.log)
-    if recipe.input_dtype != "float32":
-        if recipe.int8_recipe == "naive":
-            raise ExportError("--input-dtype applies to the selective int8 recipe (naive is int8 throughout)")
+    tflite, decided = int8_recipe(recipe.int8_recipe).quantize(
+        recipe.calibrated, streams=recipe.streams, tolerance=recipe.tolerance, float_ops=recipe.float_ops,
+        log=recipe.log)
+    if recipe.input_dtype != "float32":  # which recipes can take it is checked with the options
         tflite, image = set_image_input_dtype(tflite, recipe.input_dtype)
         decided.update(image)
     return Conversion(

@@ -49,10 +49,9 @@ _USER_AGENT = f"movinet-edge/{__version__} (+urllib)"
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSATISFIED_RANGE_RE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
-_OFFLINE_HINT = (
-    "on a machine without network access, download the file elsewhere and pass the "
-    "local path (e.g. --checkpoint PATH)"
-)
+# What to do without a network; ``{local}`` names where the local path goes, given by the caller
+# (a checkpoint and a labels file come in through different options).
+_OFFLINE_HINT = "on a machine without network access, download the file elsewhere and pass {local}"
 
 
 def default_cache_dir() -> Path:
@@ -88,6 +87,7 @@ def fetch(
     filename: str | None = None,
     progress: bool = True,
     timeout: float = 60,
+    local: str = "its local path instead",
 ) -> Path:
     """Return the path of ``url``'s content in ``cache_dir``, downloading it if needed.
 
@@ -96,12 +96,14 @@ def fetch(
     recorded and later cache hits are checked against that. ``filename``
     names the cached file when the URL's last path segment does not.
     ``timeout`` bounds each connect and each read, not the whole download.
+    ``local``: where the errors tell an offline user to pass the file instead.
     """
+    hint = _OFFLINE_HINT.format(local=local)
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme not in SCHEMES:
         raise ExportError(
             f"cannot download {url}: unsupported URL scheme {scheme or '(none)'!r}; "
-            f"use http://, https:// or file://, or {_OFFLINE_HINT}"
+            f"use http://, https:// or file://, or {hint}"
         )
     expected = _normalise_sha256(sha256)
     name = _cache_name(url, filename)
@@ -121,7 +123,7 @@ def fetch(
             return final
         part = cache_dir / f"{name}.part"
         state = cache_dir / f"{name}.part.json"
-        digest = _download(url, part, state, name=name, progress=progress, timeout=timeout)
+        digest = _download(url, part, state, name=name, progress=progress, timeout=timeout, hint=hint)
         if expected is not None and digest != expected:
             _remove(part, state)
             raise ExportError(
@@ -216,7 +218,7 @@ def _cache_hit(final: Path, sidecar: Path, expected: str | None) -> bool:
     return False
 
 
-def _download(url: str, part: Path, state: Path, *, name: str, progress: bool,
+def _download(url: str, part: Path, state: Path, *, name: str, progress: bool, hint: str,
               timeout: float) -> str:
     """Bring ``part`` to the full content of ``url`` and return its sha256.
 
@@ -246,10 +248,10 @@ def _download(url: str, part: Path, state: Path, *, name: str, progress: bool,
                     continue
                 raise ExportError(
                     f"cannot download {url}: HTTP {exc.code} {_one_line(exc.reason)}; "
-                    f"check the URL, or {_OFFLINE_HINT}"
+                    f"check the URL, or {hint}"
                 ) from exc
         except (OSError, http.client.HTTPException) as exc:
-            raise _network_error(url, exc, timeout) from exc
+            raise _network_error(url, exc, timeout, hint) from exc
 
         with response:
             status = response.getcode() or 200  # file:// answers without a status
@@ -380,19 +382,19 @@ def _write_sidecar(sidecar: Path, digest: str, name: str) -> None:
     os.replace(tmp, sidecar)
 
 
-def _network_error(url: str, exc: BaseException, timeout: float) -> ExportError:
+def _network_error(url: str, exc: BaseException, timeout: float, hint: str) -> ExportError:
     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
     if isinstance(reason, TimeoutError):
         return ExportError(
             f"cannot download {url}: no answer within {timeout:g} s; check the network and "
-            f"run again (a partial download resumes), or {_OFFLINE_HINT}"
+            f"run again (a partial download resumes), or {hint}"
         )
     text = _one_line(reason) or type(reason).__name__
     if urllib.parse.urlsplit(url).scheme.lower() == "file":
         return ExportError(f"cannot read {url}: {text}; check the path")
     return ExportError(
         f"cannot download {url}: {text}; "
-        f"check the network or proxy settings (HTTPS_PROXY), or {_OFFLINE_HINT}"
+        f"check the network or proxy settings (HTTPS_PROXY), or {hint}"
     )
 
 

@@ -2,7 +2,9 @@
 
 Registered on the main app by :mod:`movinet_export.cli`; importing this
 module is cheap (TensorFlow loads only when training starts), so a wrong
-folder or an existing output is reported in a second.
+value, a wrong folder or an existing output is reported in a second. Its
+options share their value types and help style with the main command
+(cli_options.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .cli_options import COMMAND_SETTINGS, ModelId, ModelOpt, Precision, QuietOpt, Resize
 from .errors import ExportError
 
 
@@ -35,7 +38,7 @@ def finetune_command(
         Path,
         typer.Argument(help="Folder of class folders of videos, or of train/ test/ (val/) folders of class folders."),
     ],
-    model: Annotated[str, typer.Option("--model", "-m", help="Model id: a0..a5 (stream).")] = "a0",
+    model: ModelOpt = ModelId("a0"),
     checkpoint: Annotated[
         Optional[str],
         typer.Option(help="Start weights: stream checkpoint .tar.gz, folder, prefix or URL. Default: official."),
@@ -49,8 +52,8 @@ def finetune_command(
     learning_rate: Annotated[float, typer.Option(help="Adam learning rate (cosine decay to 5 %).")] = 1e-3,
     resolution: Annotated[Optional[int], typer.Option(min=32, max=1024, help="Input size (default: model's).")] = None,
     resize: Annotated[
-        str, typer.Option(help="Make frames square as the device will: crop, pad or stretch.")
-    ] = "crop",
+        Resize, typer.Option(case_sensitive=False, help="Make frames square as the device will.")
+    ] = Resize("crop"),
     augment: Annotated[bool, typer.Option(help="Zoom, brightness and contrast jitter per clip.")] = True,
     flip: Annotated[
         bool, typer.Option(help="Random horizontal flips (not for classes that differ by left/right).")
@@ -67,34 +70,26 @@ def finetune_command(
         bool, typer.Option(help="Then export streaming TFLite (float32 and int8) into the output folder.")
     ] = False,
     precision: Annotated[
-        Optional[list[str]],
-        typer.Option("--precision", help="With --export: precisions to write (repeatable; default float32, int8)."),
+        Optional[list[Precision]],
+        typer.Option("--precision", case_sensitive=False,
+                     help="With --export: precisions to write (repeatable; default float32, int8)."),
     ] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Download cache (default ~/.cache/movinet-edge).")] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Fine-tune a streaming MoViNet on your own labelled videos (new classifier head)."""
     from movinet_edge.preprocess import ResizePolicy
 
-    from .finetune import DEFAULT_PRECISIONS, FinetuneOptions, export_commands, export_finetuned, finetune
+    from .finetune import DEFAULT_PRECISIONS, FinetuneOptions, finetune
+    from .finetune_export import export_commands, export_finetuned
 
-    try:
-        policy = ResizePolicy(resize.lower())
-    except ValueError:
-        raise ExportError(f"unknown --resize {resize!r}; choose crop, pad or stretch") from None
     if precision and not export:
         raise ExportError("--precision needs --export")
-    precisions = tuple(precision) if precision else DEFAULT_PRECISIONS
-    if export:  # checked before training; importing the converter loads TensorFlow, so only then
-        from .convert import PRECISIONS
-
-        for name in precisions:
-            if name not in PRECISIONS:
-                raise ExportError(f"unknown --precision {name!r}; choose {', '.join(PRECISIONS)}")
+    precisions = tuple(p.value for p in precision) if precision else DEFAULT_PRECISIONS
     options = FinetuneOptions(
         data_dir=data_dir,
-        model_id=model,
+        model_id=model.value,
         checkpoint=checkpoint,
         output=output,
         epochs=epochs,
@@ -103,7 +98,7 @@ def finetune_command(
         resolution=resolution,
         unfreeze=parse_unfreeze(unfreeze),
         learning_rate=learning_rate,
-        resize=policy,
+        resize=ResizePolicy(resize.value),
         augment=augment,
         flip=flip,
         test_fraction=test_fraction,
@@ -129,4 +124,4 @@ def finetune_command(
 
 def register(app: typer.Typer) -> None:
     """Add ``finetune`` to the ``movinet-export`` app."""
-    app.command("finetune", no_args_is_help=True)(finetune_command)
+    app.command("finetune", no_args_is_help=True, **COMMAND_SETTINGS)(finetune_command)

@@ -1,61 +1,24 @@
-"""int8 recipes: which tensors become int8, which stay float, and why.
+"""What every int8 recipe shares: the calibration run, and camera-byte image inputs.
 
-Two recipes, both from one calibration (calibrate once, quantize many):
-
-``selective`` (ours, the default): int8 weights (per channel) and int8
-activations for the convolutions of the blocks, float where int8 was
-measured to break MoViNet (see int8_plan.py for the numbers):
-- ADD/DIV carry the causal pools' running SUM and its division by the frame
-  count; in int8 the sum leaves any calibrated range within seconds and the
-  stream collapses (naive int8 agreed 0% with float after ~30 frames). Every
-  op that writes a state output stays float for the same reason.
-- MUL includes the squeeze-excitation gating and the ReZero-style residual
-  scales, whose scale ratios XNNPACK refuses in int8.
-- HARD_SWISH and AVERAGE_POOL_2D: XNNPACK runs them only in float; in int8
-  they fall back to built-in kernels and split the graph into dozens of
-  partitions (90 for A0), which made naive int8 2x *slower* than float.
-  (The quantizer keeps pools int8 even when deny-listed, so they are turned
-  into float islands afterwards.)
-- The classifier head keeps float activations with int8 weights (computed
-  by XNNPACK with per-call input quantization): its logits outgrow any
-  calibrated range on confident streams.
-- The last blocks (the most sensitive, on the smallest maps) move to the same
-  float-activation, int8-weight form until the model is within a tolerance
-  on the calibration streams (a measured, per-model decision; int8_plan.py).
-Model inputs and outputs stay float (states included) so the runtime carries
-states with plain copies; ``--input-dtype uint8|int8`` then swaps only the
-image input so a device can feed camera bytes directly.
-
-``naive`` is what the official tool and most public projects do: everything
-int8 including all inputs and outputs, calibrated by the same data. It exists
-to be measured beside ours, and it gives real int8 states whose input and
-output scales differ (the runtime must requantize them).
+Calibrate once, quantize many: :func:`calibrate` records the activation
+ranges of the streaming model on the calibration streams (states carried; see
+calibration.py for why) into a float TFLite model, and each int8 recipe
+(int8_recipes.py) quantizes that same model its own way.
+:func:`set_image_input_dtype` then lets a recipe whose inputs stay float take
+``uint8``/``int8`` camera bytes on its image input alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
-from tensorflow.lite.python import convert as lite_convert
 
 from .errors import ExportError
-from .int8_plan import (
-    DEFAULT_TOLERANCE,
-    Int8Plan,
-    clamp_hard_swish_inputs,
-    head_nodes,
-    plan_float_units,
-    set_image_range,
-    unit_of,
-)
+from .int8_plan import set_image_range
 from .tflite_graph import Graph
-
-INT8_RECIPES = ("selective", "naive")
-SELECTIVE_FLOAT_OPS = ("ADD", "DIV", "MUL", "HARD_SWISH", "AVERAGE_POOL_2D")
 
 
 def calibrate(savedmodel: Path, signature_key: str, dataset: Callable[[], Iterator[dict[str, Any]]]) -> bytes:
@@ -74,79 +37,6 @@ def calibrate(savedmodel: Path, signature_key: str, dataset: Callable[[], Iterat
     # Frames are bytes / 255: the image range is known, not measured (a uint8
     # input then maps camera bytes with scale exactly 1/255).
     return set_image_range(calibrated, 0.0, 1.0)
-
-
-def quantize(
-    calibrated: bytes,
-    recipe_name: str,
-    float_ops: tuple[str, ...] = (),
-    streams: Sequence[np.ndarray] = (),
-    tolerance: float = DEFAULT_TOLERANCE,
-    log: Callable[[str], None] = lambda _: None,
-) -> tuple[bytes, dict[str, Any]]:
-    """Quantize a calibrated model by recipe; returns the model and what was decided.
-
-    ``streams`` (square uint8 frames, states carried within each) measure the
-    selective recipe's per-block decisions; without them only its fixed rules apply.
-    """
-    if recipe_name == "naive":
-        model = lite_convert.mlir_quantize(
-            calibrated,
-            disable_per_channel=False,
-            fully_quantize=True,
-            input_data_type=tf.int8,
-            output_data_type=tf.int8,
-        )
-        return model, {"recipe": "naive", "float_ops": [], "io": "int8",
-                       "precision_by_op": Graph(model).precision_by_op()}
-    if recipe_name != "selective":
-        raise ExportError(f"unknown int8 recipe {recipe_name!r}; choose one of {', '.join(INT8_RECIPES)}")
-    ops = tuple(float_ops) or SELECTIVE_FLOAT_OPS
-    calibrated, clamped = clamp_hard_swish_inputs(calibrated)
-    graph = Graph(calibrated)
-    head = head_nodes(graph)
-    state_nodes = graph.output_nodes()
-    by_unit: dict[str, list[str]] = {}
-    for op in graph.ops():
-        if (unit := unit_of(op.node)) is not None:
-            by_unit.setdefault(unit, []).append(op.node)
-
-    built: dict[tuple[str, ...], bytes] = {}
-
-    def build(float_units: list[str]) -> bytes:
-        key = tuple(float_units)
-        if key not in built:  # the plan's pick was already built while it was measured
-            built[key] = _build(float_units)
-        return built[key]
-
-    def _build(float_units: list[str]) -> bytes:
-        float_nodes = head + [n for u in float_units for n in by_unit[u]]
-        model = lite_convert.mlir_quantize(
-            calibrated,
-            disable_per_channel=False,
-            fully_quantize=False,
-            denylisted_ops=list(ops),
-            denylisted_nodes=sorted(set(float_nodes + state_nodes)),
-        )
-        edited = Graph(model)
-        edited.int8_weights(float_nodes)
-        edited.float_islands("AVERAGE_POOL_2D")
-        return edited.pack()
-
-    plan = plan_float_units(calibrated, build, streams, tolerance, log) if streams else Int8Plan(tolerance, head=head)
-    model = build(plan.float_units)
-    decided = {
-        "recipe": "selective",
-        "float_ops": list(ops),
-        "io": "float32",
-        "per_channel_weights": True,
-        "hard_swish_inputs_clamped": clamped,
-        "state_output_nodes_float": len(state_nodes),
-        "plan": plan.to_dict(),
-        # What came of it, op by op: int8, float activations with int8 weights, float.
-        "precision_by_op": Graph(model).precision_by_op(),
-    }
-    return model, decided
 
 
 def set_image_input_dtype(tflite: bytes, dtype: str) -> tuple[bytes, dict[str, Any]]:

@@ -9,13 +9,12 @@ A3-A5 were trained with causal positional encoding.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 CHECKPOINT_URL = "https://storage.googleapis.com/tf_model_garden/vision/movinet/movinet_{id}_stream.tar.gz"
-LABELS_URL = (
-    "https://raw.githubusercontent.com/tensorflow/models/f8af2291cced43fc9f1d9b41ddbf772ae7b0d7d2/"
-    "official/projects/movinet/files/kinetics_600_labels.txt"
-)
+WEIGHTS_MIRROR_ENV = "MOVINET_WEIGHTS_URL"
+# Their labels: the Kinetics-600 label map, packaged with us (labels.py).
 KINETICS_600 = 600
 
 
@@ -34,9 +33,12 @@ class ZooEntry:
     def checkpoint_url(self) -> str:
         return CHECKPOINT_URL.format(id=self.model_id)
 
-    @property
-    def labels_url(self) -> str:
-        return LABELS_URL
+    def official_checkpoint(self) -> str:
+        """The official tarball, or the same name under $MOVINET_WEIGHTS_URL (a mirror)."""
+        base = os.environ.get(WEIGHTS_MIRROR_ENV)
+        if base:
+            return f"{base.rstrip('/')}/movinet_{self.model_id}_stream.tar.gz"
+        return self.checkpoint_url
 
 
 ZOO: dict[str, ZooEntry] = {

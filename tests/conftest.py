@@ -8,6 +8,12 @@ classifier)) and export it like a user would export a downloaded one.
 development; CI starts empty). Set ``MOVINET_TEST_FRESH=1`` to ignore it.
 Under pytest-xdist the workers share one cache; a file lock per model makes
 sure each is exported once.
+
+Exporting needs TensorFlow, which the base install (the device runtime) leaves
+out: there these fixtures skip the tests that ask for them, saying why, unless
+the cache already holds the model. Tests that only need *a* streaming model
+take the committed golden one instead (tests/edge/conftest.py), which needs
+no TensorFlow. Nothing here imports TensorFlow until a fixture exports.
 """
 
 from __future__ import annotations
@@ -23,6 +29,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+NO_TENSORFLOW = "exporting a model needs TensorFlow (pip install '.[export]'); this is the base install"
+
+
+def require_tensorflow() -> None:
+    """Skip the asking test where TensorFlow is not installed (the base install), before any export."""
+    pytest.importorskip("tensorflow", reason=NO_TENSORFLOW)
 
 
 # The modules that take minutes (training, the official export tool, qemu), in the
@@ -107,7 +119,8 @@ def a0_checkpoint(model_cache: Path) -> Path:
     with cache_lock(model_cache, "a0_checkpoint"):
         if _cached(model_cache, "a0_checkpoint"):
             return folder
-        from helpers.checkpoints import save_random_checkpoint
+        require_tensorflow()
+        from movinet_export.random_checkpoint import save_random_checkpoint
 
         shutil.rmtree(folder, ignore_errors=True)
         save_random_checkpoint(folder, "a0", resolution=None, seed=0)
@@ -116,6 +129,7 @@ def a0_checkpoint(model_cache: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def a0_exporter(a0_checkpoint: Path, kinetics_labels: Path, clips: Path):
+    require_tensorflow()
     from movinet_export.exporter import ExportOptions, Exporter
 
     options = ExportOptions(
@@ -139,6 +153,7 @@ def _export(model_cache: Path, request: pytest.FixtureRequest, precision: str, r
     with cache_lock(model_cache, name):
         if cached := _cached(model_cache, name):
             return cached
+        require_tensorflow()
         exporter = request.getfixturevalue("a0_exporter")
         exporter.options.int8_recipe, exporter.options.input_dtype = recipe, input_dtype
         try:

@@ -17,16 +17,13 @@ from typing import Annotated, Any
 
 import typer
 
+import click
+
+from ..app import RESIZE_POLICIES, RUNTIMES, WINDOW_POLICIES
 from ..errors import EdgeError
+from ..flags import sink_flags, source_flags, with_options
 
 SERVICE_EXTRA_HINT = "the service needs its extra dependencies: pip install 'movinet-edge[service]'"
-
-
-class ConsoleMode(str, Enum):
-    none = "none"
-    events = "events"
-    predictions = "predictions"
-    json = "json"
 
 
 class LogLevel(str, Enum):
@@ -36,7 +33,8 @@ class LogLevel(str, Enum):
     error = "error"
 
 
-# CLI flag -> dotted config key. The flag text is what a problem with that value names.
+# CLI flag -> dotted config key, for the flags this module declares itself; the source and
+# sink flags are derived from their registries (movinet_edge.flags) and map the same way.
 FLAGS: dict[str, tuple[str, str]] = {
     "device_id": ("device_id", "--device-id"),
     "log_level": ("log_level", "--log-level"),
@@ -45,11 +43,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "threads": ("model.threads", "--threads"),
     "top_k": ("model.top_k", "--top-k"),
     "resize": ("model.resize", "--resize"),
-    "camera": ("source.camera", "--camera"),
-    "url": ("source.url", "--url"),
-    "video": ("source.video", "--video"),
-    "realtime": ("source.realtime", "--realtime"),
-    "loop": ("source.loop", "--loop"),
+    "runtime": ("model.runtime", "--runtime"),
     "smoothing": ("smoothing.method", "--smoothing"),
     "alpha": ("smoothing.alpha", "--alpha"),
     "start_threshold": ("events.start_threshold", "--start-threshold"),
@@ -58,18 +52,14 @@ FLAGS: dict[str, tuple[str, str]] = {
     "deny": ("events.deny", "--deny"),
     "window_seconds": ("window.seconds", "--window-seconds"),
     "window_policy": ("window.policy", "--window-policy"),
-    "console": ("output.console", "--console"),
-    "save": ("output.save", "--save"),
     "http_listen": ("http.listen", "--http-listen"),
-    "mqtt_host": ("mqtt.host", "--mqtt-host"),
-    "mqtt_port": ("mqtt.port", "--mqtt-port"),
-    "mqtt_topic_prefix": ("mqtt.topic_prefix", "--mqtt-topic-prefix"),
-    "mqtt_qos": ("mqtt.qos", "--mqtt-qos"),
 }
 
 
-def collect_overrides(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+def collect_overrides(values: dict[str, Any], derived: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, str]]:
     """Given flags -> (dotted overrides, dotted key -> flag name)."""
+    from ..sinks.registry import sink_kinds
+
     overrides: dict[str, Any] = {}
     flags: dict[str, str] = {}
     for name, value in values.items():
@@ -82,7 +72,17 @@ def collect_overrides(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
         key, flag = FLAGS[name]
         overrides[key] = value
         flags[key] = flag
+    by_group = {d.group + "." + d.key: d.flag for d in SERVE_FLAGS}
+    kinds = sink_kinds()
+    for group, values_ in derived.items():
+        section = "source" if group == "source" else kinds[group.removeprefix("sink.")].section
+        for key, value in values_.items():
+            overrides[f"{section}.{key}"] = value
+            flags[f"{section}.{key}"] = by_group[f"{group}.{key}"]
     return overrides, flags
+
+
+SERVE_FLAGS = source_flags() + sink_flags(service=True)
 
 
 def _print_problems(problems: list[str]) -> None:
@@ -90,7 +90,9 @@ def _print_problems(problems: list[str]) -> None:
         print(f"error: {line}", file=sys.stderr, flush=True)
 
 
+@with_options(SERVE_FLAGS)
 def serve_cmd(
+    *,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="TOML configuration (see install-service for an example).")
     ] = None,
@@ -101,16 +103,11 @@ def serve_cmd(
     threads: Annotated[int | None, typer.Option("--threads", help="Interpreter threads.")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", help="How many classes to report.")] = None,
     resize: Annotated[
-        str | None, typer.Option("--resize", help="crop, pad or stretch (default: the model's manifest).")
+        str | None, typer.Option("--resize", click_type=click.Choice(list(RESIZE_POLICIES)),
+                                 help="How a frame becomes square (default: the model's manifest).")
     ] = None,
-    camera: Annotated[str | None, typer.Option("--camera", help="V4L2 index or device, or 'picam'.")] = None,
-    url: Annotated[str | None, typer.Option("--url", help="Stream URL (rtsp://..., http://...).")] = None,
-    video: Annotated[Path | None, typer.Option("--video", help="Video file.")] = None,
-    realtime: Annotated[
-        bool | None, typer.Option("--realtime/--no-realtime", help="Play --video like a camera.")
-    ] = None,
-    loop: Annotated[bool | None, typer.Option("--loop/--no-loop", help="Play --video again and again.")] = None,
-    smoothing: Annotated[str | None, typer.Option("--smoothing", help="ema, mean or none.")] = None,
+    smoothing: Annotated[str | None, typer.Option("--smoothing", click_type=click.Choice(["ema", "mean", "none"]),
+                                                  help="Smoothing over steps.")] = None,
     alpha: Annotated[float | None, typer.Option("--alpha", help="EMA weight of the newest step.")] = None,
     start_threshold: Annotated[
         float | None, typer.Option("--start-threshold", help="Score that starts an action.")
@@ -120,21 +117,19 @@ def serve_cmd(
     deny: Annotated[list[str] | None, typer.Option("--deny", help="No events for this label (repeatable).")] = None,
     window_seconds: Annotated[float | None, typer.Option("--window-seconds", help="Long-stream window.")] = None,
     no_window: Annotated[bool, typer.Option("--no-window", help="Keep all history (no long-stream window).")] = False,
-    window_policy: Annotated[str | None, typer.Option("--window-policy", help="rescale or dual.")] = None,
-    console: Annotated[ConsoleMode | None, typer.Option("--console", help="What goes to stdout.")] = None,
-    save: Annotated[Path | None, typer.Option("--save", help="Write an annotated video (.mp4).")] = None,
+    window_policy: Annotated[str | None, typer.Option("--window-policy", click_type=click.Choice(list(WINDOW_POLICIES)),
+                                                      help="Long-stream window policy.")] = None,
     http_listen: Annotated[str | None, typer.Option("--http-listen", help="HOST:PORT for /healthz, /metrics.")] = None,
     no_http: Annotated[bool, typer.Option("--no-http", help="No HTTP endpoints.")] = False,
-    mqtt_host: Annotated[str | None, typer.Option("--mqtt-host", help="MQTT broker host (enables MQTT).")] = None,
-    mqtt_port: Annotated[int | None, typer.Option("--mqtt-port", help="MQTT broker port.")] = None,
-    mqtt_topic_prefix: Annotated[str | None, typer.Option("--mqtt-topic-prefix", help="Topic prefix.")] = None,
-    mqtt_qos: Annotated[int | None, typer.Option("--mqtt-qos", help="QoS of event messages (0-2).")] = None,
     log_level: Annotated[LogLevel | None, typer.Option("--log-level", help="Log detail on stderr.")] = None,
+    runtime: Annotated[str | None, typer.Option("--runtime", click_type=click.Choice(list(RUNTIMES)),
+                                                help="TFLite runtime (default: whichever is installed).")] = None,
+    derived: dict[str, dict[str, Any]],
 ) -> None:
     """Run as a device service: config file, systemd notify, HTTP health and metrics, MQTT events."""
     from .config import ConfigError, load_config
 
-    overrides, flags = collect_overrides(dict(locals()))
+    overrides, flags = collect_overrides(dict(locals()), derived)
     if no_window:
         overrides["window.enabled"], flags["window.enabled"] = False, "--no-window"
     if no_http:
@@ -144,10 +139,11 @@ def serve_cmd(
     except ConfigError as exc:
         _print_problems(exc.problems)
         raise typer.Exit(exc.exit_code) from None
+    _require_extras(cfg)  # --check too: it reports what serve would fail on
     if check:
-        print(f"{config or 'the flags'}: configuration OK (device {cfg.device_id})")
+        cameras = ", ".join(c.id for c in cfg.cameras)
+        print(f"{config or 'the flags'}: configuration OK (device {cfg.device_id}, cameras: {cameras})")
         return
-    _require_extras(http=cfg.http.enabled, mqtt=cfg.mqtt.enabled)
     _setup_logging(cfg.log_level)
     from .runner import serve
 
@@ -158,22 +154,26 @@ def serve_cmd(
         raise typer.Exit(exc.exit_code) from None
 
 
-def _require_extras(http: bool, mqtt: bool) -> None:
+def _require_extras(cfg: Any) -> None:
     """The [service] extra's packages that this configuration uses must be there: say so in one line."""
     import importlib.util
 
+    from ..sinks.registry import sink_kinds
+
     needed = {"systemd_watchdog": "systemd-watchdog"}
-    if http:
+    if cfg.http.enabled:
         needed["prometheus_client"] = "prometheus-client"
-    if mqtt:
-        needed["paho.mqtt"] = "paho-mqtt"
+    kinds = sink_kinds()
+    for key, options in cfg.run_config().sinks.items():
+        for module, package in kinds[key].requires:
+            needed[module] = package
     missing = []
     for module, package in needed.items():
         try:
             found = importlib.util.find_spec(module) is not None
         except ModuleNotFoundError:  # the parent package of a dotted name is missing
             found = False
-        if not found:
+        if not found and package not in missing:
             missing.append(package)
     if missing:
         raise EdgeError(f"{SERVICE_EXTRA_HINT} ({', '.join(missing)} missing)")

@@ -2,9 +2,16 @@
 
 A device runs unattended, so a mistake in its configuration must show up at
 start as a list the operator can work through, not one error per restart:
-:func:`load_config` collects *every* problem (unknown keys with a suggestion,
-wrong types, values out of range, contradictions, missing files) and raises
-one :class:`ConfigError` holding them, one line each.
+:func:`load_config` collects *every* problem and raises one
+:class:`ConfigError` holding them, one line each (:mod:`.tables` does the
+per-key work).
+
+The sections are the library's own option types: ``[model]`` and
+``[window]`` are :mod:`movinet_edge.app`'s, ``[source]`` (or one
+``[[cameras]]`` table per camera) holds the keys the registered source kinds
+declare, and every registered sink declares its own section (``[output]``,
+``[mqtt]``, ``[webhook]``...). A new source or sink therefore needs no change
+here.
 
 CLI flags override the file: ``movinet-edge serve`` passes them as dotted keys
 (``{"model.top_k": 3}``) that replace the file's values before validation, so
@@ -19,134 +26,60 @@ in a loop, while a camera that went away (exit 2) is retried.
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
 import re
 import socket
-import tomllib
-import types
 import typing
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..app import (
+    DEFAULT_CAMERA,
+    CameraConfig,
+    ModelOptions,
+    OptionProblems,
+    RunConfig,
+    WindowOptions,
+    choose_sources,
+    source_fields,
+    target_keys,
+)
 from ..errors import EdgeError
+from ..options import at_least, between, one_of, option, positive
 from ..postprocess import SMOOTHING_METHODS, EventOptions, SmoothingOptions
+from ..sinks.registry import sink_kinds
+from .tables import EX_CONFIG, ConfigError, Report, build_table, convert, read_toml
 
-EX_CONFIG = 78
+__all__ = ["EX_CONFIG", "ConfigError", "ServiceConfig", "load_config", "parse_listen", "example_config_path"]
 
-CONSOLE_MODES = ("none", "events", "predictions", "json")
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-# MQTT topic levels must not hold wildcards; an empty level would make "a//b".
-_TOPIC_BAD = re.compile(r"[+#\x00]|//|^/|/$")
-
-
-class ConfigError(EdgeError):
-    """The configuration has problems; ``problems`` holds one line for each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems), exit_code=EX_CONFIG)
-
-
-# ---- value checks --------------------------------------------------------------------
-# A check returns None when the value is fine, else what is wrong (no key, no location).
-Check = Callable[[Any], "str | None"]
-
-
-def _between(low: float, high: float, *, low_open: bool = False) -> Check:
-    def check(v: Any) -> str | None:
-        if v is None:
-            return None
-        ok = (v > low if low_open else v >= low) and v <= high
-        bracket = "(" if low_open else "["
-        return None if ok else f"must be in {bracket}{low:g}, {high:g}], got {v:g}"
-
-    return check
-
-
-def _at_least(low: float) -> Check:
-    return lambda v: None if v is None or v >= low else f"must be at least {low:g}, got {v:g}"
-
-
-def _positive(v: Any) -> str | None:
-    return None if v is None or v > 0 else f"must be positive, got {v:g}"
-
-
-def _one_of(choices: tuple[str, ...]) -> Check:
-    return lambda v: None if v is None or v in choices else f"must be one of {', '.join(choices)}; got {v!r}"
-
-
-def _opt(check: Check | None = None, doc: str = "") -> dict[str, Any]:
-    return {"check": check, "doc": doc}
-
-
-# ---- sections ------------------------------------------------------------------------
-
-
-@dataclass
-class ModelSection:
-    """[model]: which model, how it runs. ``path`` None: $MOVINET_EDGE_MODEL or the exporter's folders."""
-
-    path: Path | None = None
-    labels: Path | None = None
-    threads: int | None = field(default=None, metadata=_opt(_at_least(1)))
-    top_k: int = field(default=5, metadata=_opt(_at_least(1)))
-    # How frames are made square: crop, pad or stretch. Unset: the policy in the
-    # model's manifest (the one it was trained and exported with), else crop.
-    resize: str | None = field(default=None, metadata=_opt(_one_of(("crop", "pad", "stretch"))))
-
-
-@dataclass
-class SourceSection:
-    """[source]: exactly one of camera, url, video; reconnect policy for streams."""
-
-    camera: str | None = None
-    url: str | None = None
-    video: Path | None = None
-    realtime: bool = False
-    loop: bool = False
-    reconnect_initial_delay: float = field(default=0.5, metadata=_opt(_positive))
-    reconnect_max_delay: float = field(default=10.0, metadata=_opt(_positive))
 
 
 @dataclass
 class SmoothingSection:
-    method: str = field(default="ema", metadata=_opt(_one_of(SMOOTHING_METHODS)))
-    alpha: float = field(default=0.5, metadata=_opt(_between(0.0, 1.0, low_open=True)))
-    window: int = field(default=5, metadata=_opt(_at_least(1)))
+    method: str = field(default="ema", metadata=option(check=one_of(SMOOTHING_METHODS)))
+    alpha: float = field(default=0.5, metadata=option(check=between(0.0, 1.0, low_open=True)))
+    window: int = field(default=5, metadata=option(check=at_least(1)))
 
 
 @dataclass
 class EventsSection:
-    start_threshold: float = field(default=0.5, metadata=_opt(_between(0.0, 1.0)))
-    end_threshold: float = field(default=0.3, metadata=_opt(_between(0.0, 1.0)))
-    min_steps: int = field(default=2, metadata=_opt(_at_least(1)))
-    update_every: float = field(default=5.0, metadata=_opt(_at_least(0.0)))
-    update_delta: float = field(default=0.15, metadata=_opt(_at_least(0.0)))
+    start_threshold: float = field(default=0.5, metadata=option(check=between(0.0, 1.0)))
+    end_threshold: float = field(default=0.3, metadata=option(check=between(0.0, 1.0)))
+    min_steps: int = field(default=2, metadata=option(check=at_least(1)))
+    update_every: float = field(default=5.0, metadata=option(check=at_least(0.0)))
+    update_delta: float = field(default=0.15, metadata=option(check=at_least(0.0)))
     allow: list[str] = field(default_factory=list)
     deny: list[str] = field(default_factory=list)
 
-
-@dataclass
-class WindowSection:
-    """[window]: the long-stream policy. ``enabled`` unset: on for cameras and streams, off for files."""
-
-    enabled: bool | None = None
-    seconds: float | None = field(default=None, metadata=_opt(_positive))
-    # rescale: one invoke a frame, pools shrunk to half a window when full;
-    # dual: two state sets W/2 apart, exact windows at twice the compute.
-    policy: str = field(default="rescale", metadata=_opt(_one_of(("rescale", "dual"))))
-
-
-@dataclass
-class OutputSection:
-    """[output]: what goes to stdout (the journal) and an optional annotated video."""
-
-    console: str = field(default="events", metadata=_opt(_one_of(CONSOLE_MODES)))
-    save: Path | None = None
+    def options(self) -> EventOptions:
+        return EventOptions(
+            start_threshold=self.start_threshold, end_threshold=self.end_threshold, min_steps=self.min_steps,
+            update_every=self.update_every, update_delta=self.update_delta,
+            allow=tuple(self.allow), deny=tuple(self.deny),
+        )  # fmt: skip
 
 
 @dataclass
@@ -155,42 +88,9 @@ class HttpSection:
 
     enabled: bool = True
     listen: str = "127.0.0.1:9750"
-    recent_events: int = field(default=100, metadata=_opt(_between(1, 10000)))
-    frame_timeout: float = field(default=5.0, metadata=_opt(_positive))
-    keep_up_ratio: float = field(default=0.8, metadata=_opt(_between(0.0, 1.0, low_open=True)))
-
-
-@dataclass
-class TlsSection:
-    enabled: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure: bool = False  # skip the broker's host name check (self-signed test brokers only)
-
-
-@dataclass
-class MqttSection:
-    """[mqtt]: off unless ``host`` is set."""
-
-    host: str | None = None
-    port: int | None = field(default=None, metadata=_opt(_between(1, 65535)))
-    client_id: str | None = None
-    topic_prefix: str = "movinet-edge"
-    qos: int = field(default=1, metadata=_opt(_between(0, 2)))
-    retain: bool = False
-    username: str | None = None
-    password: str | None = None
-    password_file: Path | None = None
-    keepalive: int = field(default=30, metadata=_opt(_between(5, 3600)))
-    # paho-mqtt numbers messages 1-65535: more than that cannot be in flight at once.
-    queue_size: int = field(default=1000, metadata=_opt(_between(1, 50_000)))
-    reconnect_max_delay: float = field(default=30.0, metadata=_opt(_at_least(1.0)))
-    tls: TlsSection = field(default_factory=TlsSection)
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.host)
+    recent_events: int = field(default=100, metadata=option(check=between(1, 10000)))
+    frame_timeout: float = field(default=5.0, metadata=option(check=positive))
+    keep_up_ratio: float = field(default=0.8, metadata=option(check=between(0.0, 1.0, low_open=True)))
 
 
 @dataclass
@@ -198,66 +98,60 @@ class ServiceConfig:
     """Everything ``movinet-edge serve`` needs, validated."""
 
     device_id: str = ""
-    log_level: str = field(default="info", metadata=_opt(_one_of(("debug", "info", "warning", "error"))))
-    model: ModelSection = field(default_factory=ModelSection)
-    source: SourceSection = field(default_factory=SourceSection)
+    log_level: str = field(default="info", metadata=option(check=one_of(("debug", "info", "warning", "error"))))
+    model: ModelOptions = field(default_factory=ModelOptions)
     smoothing: SmoothingSection = field(default_factory=SmoothingSection)
     events: EventsSection = field(default_factory=EventsSection)
-    window: WindowSection = field(default_factory=WindowSection)
-    output: OutputSection = field(default_factory=OutputSection)
+    window: WindowOptions = field(default_factory=WindowOptions)
     http: HttpSection = field(default_factory=HttpSection)
-    mqtt: MqttSection = field(default_factory=MqttSection)
+    #: The cameras, each with its source and per-camera overrides ([source] makes one).
+    cameras: list[CameraConfig] = field(default_factory=list, metadata={"internal": True})
+    #: Sink kind key -> options, for every service sink (enabled or not).
+    sinks: dict[str, Any] = field(default_factory=dict, metadata={"internal": True})
     #: Where it was read from (None: defaults and flags only).
     path: Path | None = field(default=None, metadata={"internal": True})
 
-    # ---- derived options for the library --------------------------------------------
     def smoothing_options(self) -> SmoothingOptions:
         s = self.smoothing
         return SmoothingOptions(method=s.method, alpha=s.alpha, window=s.window)  # type: ignore[arg-type]
 
     def event_options(self) -> EventOptions:
-        e = self.events
-        return EventOptions(
-            start_threshold=e.start_threshold,
-            end_threshold=e.end_threshold,
-            min_steps=e.min_steps,
-            update_every=e.update_every,
-            update_delta=e.update_delta,
-            allow=tuple(e.allow),
-            deny=tuple(e.deny),
-        )
+        return self.events.options()
 
     @property
     def http_address(self) -> tuple[str, int]:
-        host, port = parse_listen(self.http.listen)
-        return host, port
+        return parse_listen(self.http.listen)
 
     @property
-    def mqtt_client_id(self) -> str:
-        return self.mqtt.client_id or f"movinet-edge-{self.device_id}"
-
-    @property
-    def mqtt_port(self) -> int:
-        if self.mqtt.port is not None:
-            return self.mqtt.port
-        return 8883 if self.mqtt.tls.enabled else 1883
+    def source(self) -> Any:
+        """The first camera's source options (one camera: the source)."""
+        return self.cameras[0].source.options
 
     def windowed(self) -> bool:
-        """Whether the long-stream window applies (explicit, else on for live sources)."""
-        if self.window.enabled is not None:
-            return self.window.enabled
-        if self.window.seconds is not None:
-            return True
-        return self.source.video is None
+        """Whether the long-stream window applies to the first camera."""
+        camera = self.cameras[0]
+        return camera.window.applies(camera.source.spec.live)
 
-    def mqtt_password(self) -> str | None:
-        """The password, from the file if one is named (a secret should not sit in the config)."""
-        if self.mqtt.password_file is not None:
-            return self.mqtt.password_file.read_text(encoding="utf-8").strip()
-        return self.mqtt.password
+    def sink(self, key: str) -> Any:
+        return self.sinks.get(key)
 
+    @property
+    def mqtt(self) -> Any:
+        return self.sinks.get("mqtt")
 
-_SECTIONS = {"model", "source", "smoothing", "events", "window", "output", "http", "mqtt", "mqtt.tls"}
+    def run_config(self) -> RunConfig:
+        """The run this configuration describes, for :func:`movinet_edge.app.build`."""
+        kinds = sink_kinds()
+        enabled = {key: options for key, options in self.sinks.items() if kinds[key].enabled(options)}
+        mqtt = enabled.get("mqtt")
+        if mqtt is not None and getattr(mqtt, "home_assistant", False):
+            # Home Assistant gets a binary sensor per label the events are allowed for.
+            allowed = tuple(dict.fromkeys(name for c in self.cameras for name in c.events.allow))
+            enabled["mqtt"] = replace(mqtt, labels=allowed)
+        return RunConfig(
+            cameras=self.cameras, model=self.model, smoothing=self.smoothing_options(), sinks=enabled,
+            device_id=self.device_id,
+        )  # fmt: skip
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -277,6 +171,19 @@ def default_device_id() -> str:
     """The host name, made fit for an MQTT topic level."""
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname().split(".")[0]) or "device"
     return name[:64] if name[0].isalnum() else f"d{name}"[:64]
+
+
+def _sink_sections() -> dict[str, list[Any]]:
+    """Config section -> the service sink kinds that keep their options there."""
+    sections: dict[str, list[Any]] = {}
+    for kind in sink_kinds().values():
+        if kind.service:
+            sections.setdefault(kind.section, []).append(kind)
+    return sections
+
+
+def _static_sections() -> set[str]:
+    return {f.name for f in fields(ServiceConfig) if not f.metadata.get("internal")} - {"device_id", "log_level"}
 
 
 # ---- loading -------------------------------------------------------------------------
@@ -303,17 +210,16 @@ def load_config(
         file = Path(path)
         where = str(file)
         base = file.resolve().parent
-        raw = _read_toml(file)
+        raw = read_toml(file)
     overrides = dict(overrides or {})
     flag_names = dict(flag_names or {})
-    if any(k in overrides for k in ("source.camera", "source.url", "source.video")):
-        # A source on the command line replaces the file's, whatever kind it was,
-        # with the file's video-only options (the flags may give them again).
+    if any(f"source.{key}" in overrides for key in target_keys()):
+        # A source on the command line replaces the file's (and its cameras), with the
+        # file's kind-specific options (the flags may give them again).
+        raw.pop("cameras", None)
         section = raw.get("source")
         if isinstance(section, dict):
-            for key in ("camera", "url", "video", "realtime", "loop"):
-                section.pop(key, None)
-    cli_paths: set[str] = set()
+            raw["source"] = {k: v for k, v in section.items() if k not in source_fields()}
     for dotted, value in overrides.items():
         *parents, key = dotted.split(".")
         table = raw
@@ -325,11 +231,14 @@ def load_config(
             table = nxt
         if isinstance(value, Path):
             value = str(value.expanduser().resolve())
-            cli_paths.add(dotted)
+        elif isinstance(value, list) and value and isinstance(value[0], Path):
+            value = [str(v.expanduser().resolve()) for v in value]
         table[key] = value
 
     problems: list[str] = []
-    reported: set[str] = set()  # dotted keys with a problem
+    reported: set[str] = set()
+    sections = _sink_sections()
+    known_sections = _static_sections() | set(sections) | {"source", "cameras"}
 
     def report(dotted: str, message: str) -> None:
         reported.add(dotted)
@@ -337,15 +246,33 @@ def load_config(
             problems.append(f"{flag_names[dotted]}: {message}")
             return
         section, _, key = dotted.rpartition(".")
-        if dotted in _SECTIONS:
+        if dotted in known_sections:
             location = f"[{dotted}]"
         else:
             location = f"[{section}] {key}" if section else key
         problems.append(f"{where}: {location}: {message}")
 
-    config = _build(ServiceConfig, raw, "", report, base)
+    top = {k: v for k, v in raw.items() if k in _static_sections() or k not in known_sections}
+    config = build_table(ServiceConfig, top, "", report, base,
+                         known=["device_id", "log_level", *sorted(known_sections)])  # fmt: skip
     assert isinstance(config, ServiceConfig)
     config.path = Path(path) if path is not None else None
+    if not config.device_id:
+        config.device_id = default_device_id()
+    elif not _DEVICE_ID.match(config.device_id):
+        report("device_id", f"{config.device_id!r}: use 1-64 letters, digits, '.', '_' or '-' (it is an MQTT topic level)")
+    for section, kinds in sections.items():
+        table = raw.get(section, {})
+        names = {f.name for kind in kinds for f in fields(kind.options)}
+        if isinstance(table, dict):
+            for key in table:
+                if key not in names:  # reported once for the section, not by each kind sharing it
+                    build_table(kinds[0].options, {key: table[key]}, section, report, base, known=sorted(names))
+        for kind in kinds:
+            own_names = {f.name for f in fields(kind.options)}
+            own = {k: v for k, v in table.items() if k in own_names} if isinstance(table, dict) else table
+            config.sinks[kind.key] = build_table(kind.options, own, section, report, base)
+    config.cameras = _cameras(raw, config, report, base)
     _cross_checks(config, report, reported)
     if check_files:
         _file_checks(config, report)
@@ -354,131 +281,124 @@ def load_config(
     return config
 
 
-def _read_toml(file: Path) -> dict[str, Any]:
-    if not file.exists():
-        raise ConfigError([f"config file {file} does not exist; start from the example: movinet-edge install-service "
-                           "writes one, or copy it from the package (movinet_edge/service/example.toml)"])
-    if file.is_dir():
-        raise ConfigError([f"config file {file} is a directory; give the .toml file"])
-    try:
-        text = file.read_text(encoding="utf-8")
-    except PermissionError:
-        raise ConfigError([f"cannot read config file {file}: permission denied"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"config file {file} is not UTF-8 text"]) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{file}: not valid TOML: {exc}"]) from None
+def _source_values(table: Any, section: str, report: Report, base: Path, allowed: set[str]) -> dict[str, Any]:
+    """A table's source keys, converted to their declared types (unknown keys reported)."""
+    import difflib
 
-
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", Path: "a path (string)"}
-
-
-def _build(cls: type, table: Any, section: str, report: Callable[[str, str], None], base: Path) -> Any:
-    """One dataclass from one TOML table: unknown keys, types and per-key checks reported."""
-
-    def dotted(key: str) -> str:
-        return f"{section}.{key}" if section else key
-
-    hints = typing.get_type_hints(cls)
-    spec = {f.name: f for f in fields(cls) if not f.metadata.get("internal")}
+    table_fields = source_fields()
     values: dict[str, Any] = {}
     if not isinstance(table, dict):
-        report(section, f"must be a table ([{section}]), got {_describe(table)}")
-        table = {}
-    for key in table:
-        if key not in spec:
-            close = difflib.get_close_matches(key, list(spec), n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(spec)}"
-            report(dotted(key), f"unknown key{hint}")
-    for name, f in spec.items():
-        hint = hints[name]
-        if is_dataclass(hint):
-            values[name] = _build(hint, table.get(name, {}), dotted(name), report, base)  # type: ignore[arg-type]
+        report(section, "must be a table")
+        return values
+    for key, value in table.items():
+        if key in allowed:
             continue
-        if name not in table:
-            continue  # the default
+        if key not in table_fields:
+            names = list(table_fields) + sorted(allowed)
+            close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(names)}"
+            report(f"{section}.{key}", f"unknown key{hint}")
+            continue
+        takers, f = table_fields[key]
+        hint_type = typing.get_type_hints(takers[0].options)[f.name]
+        items = value if isinstance(value, list) and key in target_keys() else [value]
         try:
-            value = _convert(table[name], hint, base)
+            converted = [convert(v, hint_type, base) for v in items]
         except ValueError as exc:
-            report(dotted(name), str(exc))
+            report(f"{section}.{key}", str(exc))
             continue
-        check = f.metadata.get("check")
-        problem = check(value) if check is not None else None
-        if problem:
-            report(dotted(name), problem)
+        values[key] = converted if isinstance(value, list) and key in target_keys() else converted[0]
+    return values
+
+
+def _cameras(raw: dict[str, Any], config: ServiceConfig, report: Report, base: Path) -> list[CameraConfig]:
+    """[source] (one camera) or [[cameras]] (each with an id, a source and optional overrides)."""
+    events = config.events
+    tables = raw.get("cameras")
+    if tables is not None and "source" in raw and any(k in raw["source"] for k in target_keys()):
+        report("cameras", "give either [source] or [[cameras]] tables, not both")
+        return []
+    if tables is None:
+        values = _source_values(raw.get("source", {}), "source", report, base, set())
+        given = [k for k in target_keys() if values.get(k) not in (None, [])]
+        if len(given) > 1:
+            report("source", f"give exactly one of {', '.join(target_keys())} (got {' and '.join(given)}); "
+                   "several cameras: one [[cameras]] table each")
+        try:
+            choices = choose_sources(values)
+        except OptionProblems as exc:
+            for key, message in exc.problems:
+                report(key if key != "source" else "source", _source_message(key, message))
+            return []
+        # Several from [source] is only possible as an error (reported above) or from repeated
+        # CLI flags; the latter get an id each, and an error's files are still checked.
+        ids = [DEFAULT_CAMERA] if len(choices) == 1 or len(given) > 1 else [f"cam{i + 1}" for i in range(len(choices))]
+        return [CameraConfig(cid, choice, _event_options(events), config.window) for cid, choice in zip(ids, choices)]
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
+        report("cameras", "must be [[cameras]] tables, one per camera")
+        return []
+    shared = {k: v for k, v in raw.get("source", {}).items()} if isinstance(raw.get("source"), dict) else {}
+    cameras: list[CameraConfig] = []
+    seen: set[str] = set()
+    for index, table in enumerate(tables):
+        where = f"cameras[{index}]"
+        cid = table.get("id")
+        if not isinstance(cid, str) or not _DEVICE_ID.match(cid):
+            report(f"{where}.id", "every camera needs an id: 1-64 letters, digits, '.', '_' or '-' (an MQTT topic level)")
             continue
-        values[name] = value
-    return cls(**values)
+        if cid in seen:
+            report(f"{where}.id", f"{cid!r} is used twice; camera ids must be unique")
+            continue
+        seen.add(cid)
+        where = f"cameras.{cid}"
+        merged = {**shared, **{k: v for k, v in table.items() if k not in ("id", "events", "window")}}
+        values = _source_values(merged, where, report, base, set())
+        try:
+            choices = choose_sources(values)
+        except OptionProblems as exc:
+            for key, message in exc.problems:
+                report(where if key == "source" else f"{where}.{key.removeprefix('source.')}",
+                       _source_message(key, message))  # fmt: skip
+            continue
+        if len(choices) != 1:
+            report(where, "give one source per camera")
+            continue
+        cam_events = build_table(EventsSection, {**_table(raw, "events"), **_table(table, "events")},
+                                 f"{where}.events", report, base)  # fmt: skip
+        cam_window = build_table(WindowOptions, {**_table(raw, "window"), **_table(table, "window")},
+                                 f"{where}.window", report, base)  # fmt: skip
+        cameras.append(CameraConfig(cid, choices[0], _event_options(cam_events), cam_window))
+    return cameras
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "a list"
-    return f"{type(value).__name__} {value!r}"
+def _event_options(section: EventsSection) -> EventOptions:
+    """The section's options; rules the library checks itself are reported by _cross_checks."""
+    try:
+        return section.options()
+    except EdgeError:
+        return EventOptions()
 
 
-def _convert(value: Any, hint: Any, base: Path) -> Any:
-    """``value`` as the annotated type; ValueError says what was expected."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(args) == 1:
-            if value == "" and args[0] in (Path, str):
-                return None  # an empty string means "not set"
-            return _convert(value, args[0], base)
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        if not isinstance(value, list):
-            raise ValueError(f"expected a list of strings, got {_describe(value)}")
-        bad = [v for v in value if not isinstance(v, item)]
-        if bad:
-            raise ValueError(f"expected a list of strings, got {_describe(bad[0])} in it")
-        return list(value)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ValueError(f"must be a finite number, got {value}")
-            return float(value)
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    elif hint is Path:
-        if isinstance(value, str) and value:
-            path = Path(os.path.expandvars(value)).expanduser()
-            return path if path.is_absolute() else (base / path)
-    raise ValueError(f"expected {_TYPE_NAMES.get(hint, str(hint))}, got {_describe(value)}")
+def _table(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    return dict(value) if isinstance(value, dict) else {}
 
 
-def _cross_checks(c: ServiceConfig, report: Callable[[str, str], None], reported: set[str]) -> None:
+def _source_message(key: str, message: str) -> str:
+    if key == "source":
+        return f"give exactly one of {', '.join(target_keys())}" if "give a source" in message else message
+    return message
+
+
+def _cross_checks(c: ServiceConfig, report: Report, reported: set[str]) -> None:
     """Rules that involve more than one key."""
-    if not c.device_id:
-        c.device_id = default_device_id()
-    elif not _DEVICE_ID.match(c.device_id):
-        report("device_id", f"{c.device_id!r}: use 1-64 letters, digits, '.', '_' or '-' (it is an MQTT topic level)")
-    s = c.source
-    given = [k for k in ("camera", "url", "video") if getattr(s, k) is not None]
-    if len(given) != 1:
-        got = f" (got {' and '.join(given)})" if given else ""
-        report("source", f"give exactly one of camera, url, video{got}")
-    if (s.realtime or s.loop) and s.video is None and given:
-        report("source.realtime" if s.realtime else "source.loop", "applies to video only")
-    if s.url is not None and "://" not in s.url:
-        report("source.url", f"{s.url!r} is not a URL; use e.g. rtsp://host:554/stream")
-    if s.reconnect_max_delay < s.reconnect_initial_delay:
-        report("source.reconnect_max_delay", "must not be below reconnect_initial_delay")
     e = c.events
     if e.end_threshold > e.start_threshold:
         report("events.end_threshold", f"must not exceed start_threshold ({e.end_threshold:g} > {e.start_threshold:g})")
+    for camera in c.cameras:
+        ev = camera.events
+        if camera.id != DEFAULT_CAMERA and ev.end_threshold > ev.start_threshold:
+            report(f"cameras.{camera.id}.events.end_threshold", "must not exceed start_threshold")
     if c.window.enabled is False and c.window.seconds is not None:
         report("window.seconds", "is set but the window is disabled (enabled = false); remove one")
     if c.http.enabled:
@@ -486,21 +406,12 @@ def _cross_checks(c: ServiceConfig, report: Callable[[str, str], None], reported
             parse_listen(c.http.listen)
         except ValueError as exc:
             report("http.listen", str(exc))
-    m = c.mqtt
-    if _TOPIC_BAD.search(m.topic_prefix) or not m.topic_prefix:
-        report("mqtt.topic_prefix", f"{m.topic_prefix!r}: no wildcards (+ #), no leading, trailing or double '/'")
-    if (m.password is not None or m.password_file is not None) and m.username is None:
-        report("mqtt.username", "a password is set but no username")
-    if m.password is not None and m.password_file is not None:
-        report("mqtt.password_file", "give password or password_file, not both")
-    has_cert, has_key = m.tls.cert_file is not None, m.tls.key_file is not None
-    if has_cert != has_key:
-        report("mqtt.tls.key_file" if has_cert else "mqtt.tls.cert_file",
-               "a client certificate needs both cert_file and key_file")
-    if not m.tls.enabled and (m.tls.ca_file or m.tls.cert_file or m.tls.insecure):
-        report("mqtt.tls.enabled", "TLS files or options are set but enabled = false")
-    # The library's own rules, in case they are stricter than the ones above (a
-    # section already reported keeps its defaults, so it would not fail here).
+    for key, options in c.sinks.items():
+        check = getattr(options, "problems", None)
+        if callable(check):  # a sink's own rules across its keys (MQTT: password without user...)
+            for dotted, message in check():
+                report(dotted, message)
+    # The library's own rules, in case they are stricter than the ones above.
     for name, build in (("smoothing", c.smoothing_options), ("events", c.event_options)):
         if any(key.startswith(f"{name}.") for key in reported):
             continue
@@ -510,8 +421,9 @@ def _cross_checks(c: ServiceConfig, report: Callable[[str, str], None], reported
             report(name, str(exc))
 
 
-def _file_checks(c: ServiceConfig, report: Callable[[str, str], None]) -> None:
+def _file_checks(c: ServiceConfig, report: Report) -> None:
     """Files the configuration names must be there: found now, not after the model loaded."""
+    from ..files import check_writable
 
     def need(dotted: str, path: Path | None, what: str, directory_ok: bool = False) -> None:
         if path is None:
@@ -525,13 +437,34 @@ def _file_checks(c: ServiceConfig, report: Callable[[str, str], None]) -> None:
 
     need("model.path", c.model.path, "model", directory_ok=True)
     need("model.labels", c.model.labels, "labels file")
-    need("source.video", c.source.video, "video")
-    need("mqtt.password_file", c.mqtt.password_file, "password file")
-    need("mqtt.tls.ca_file", c.mqtt.tls.ca_file, "CA file")
-    need("mqtt.tls.cert_file", c.mqtt.tls.cert_file, "certificate")
-    need("mqtt.tls.key_file", c.mqtt.tls.key_file, "key")
-    if c.output.save is not None and not c.output.save.parent.is_dir():
-        report("output.save", f"directory {c.output.save.parent} does not exist")
+    for camera in c.cameras:
+        if camera.source.kind == "video":
+            key = "source.video" if camera.id == DEFAULT_CAMERA else f"cameras.{camera.id}.video"
+            need(key, getattr(camera.source.options, "path", None), "video")
+    words = {"ca_file": "CA file", "cert_file": "certificate", "key_file": "key", "password_file": "password file"}
+    kinds = sink_kinds()
+    for key, options in c.sinks.items():
+        kind = kinds[key]
+        for f in fields(options):
+            value = getattr(options, f.name)
+            if isinstance(value, Path) and kind.section == "output":  # a file the sink writes
+                try:
+                    check_writable(value)
+                except EdgeError as exc:
+                    report(f"{kind.section}.{f.name}", str(exc))
+            elif isinstance(value, Path) and kind.enabled(options):
+                need(f"{kind.section}.{f.name}", value, words.get(f.name, f.name.replace("_", " ")))
+            elif is_dataclass_instance(value) and kind.enabled(options):
+                for sub in fields(value):
+                    inner = getattr(value, sub.name)
+                    if isinstance(inner, Path):
+                        need(f"{kind.section}.{f.name}.{sub.name}", inner, words.get(sub.name, sub.name))
+
+
+def is_dataclass_instance(value: Any) -> bool:
+    from dataclasses import is_dataclass
+
+    return is_dataclass(value) and not isinstance(value, type)
 
 
 def example_config_path() -> Path:

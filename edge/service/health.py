@@ -1,13 +1,15 @@
 """The service's HTTP endpoints: ``/healthz``, ``/metrics``, ``/events``.
 
-A small threaded server from the standard library, run on a daemon thread:
-the frame loop never waits for a client, and a slow scraper cannot stall
-inference. It binds to 127.0.0.1 unless configured otherwise, because
-metrics and recent events are not for everyone on the network.
+A small server on threads of its own (http_server.py: a fixed number of
+threads, bounded connections, timeouts): the frame loop never waits for a
+client, and a slow scraper or a port scanner cannot stall inference or the
+probes. It binds to 127.0.0.1 unless configured otherwise, because metrics
+and recent events are not for everyone on the network.
 
 - ``/healthz``: 200 while frames flow and inference keeps up, else 503; the
   body is JSON with the reason (what a load balancer, a container runtime
-  or a person with curl wants).
+  or a person with curl wants), every camera's state and the broker's (see
+  service_health.py for how they add up).
 - ``/metrics``: Prometheus text format (OpenMetrics if the scraper asks).
 - ``/events``: the most recent events as JSON, newest last; ``?limit=N``.
 """
@@ -16,10 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,26 +26,20 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from ..errors import EdgeError
+from .http_server import BoundedHTTPServer, HttpLimits, OneRequestHandler
 from .monitor import ServiceMonitor
+from .service_health import ServiceHealth, as_service_health
 
 log = logging.getLogger(__name__)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # An operator restarting the service must get the port back at once.
-    allow_reuse_address = True
-
-    monitor: ServiceMonitor
+class _Server(BoundedHTTPServer):
+    health: ServiceHealth
     registry: CollectorRegistry
 
 
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+class _Handler(OneRequestHandler):
+    server: _Server  # type: ignore[assignment]
     server_version = "movinet-edge"
     protocol_version = "HTTP/1.1"
 
@@ -54,7 +47,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         route = url.path.rstrip("/") or "/"
         if route == "/healthz":
-            health = self.server.monitor.health()
+            health = self.server.health.health()
             body = {"status": health.state, "ok": health.ok, "reason": health.reason, **health.details}
             self._json(HTTPStatus.OK if health.ok else HTTPStatus.SERVICE_UNAVAILABLE, body)
         elif route == "/metrics":
@@ -69,7 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 self._json(HTTPStatus.BAD_REQUEST, {"error": "limit must be a non-negative integer"})
                 return
-            self._json(HTTPStatus.OK, {"events": self.server.monitor.recent_events(limit or None)})
+            self._json(HTTPStatus.OK, {"events": self.server.health.recent_events(limit or None)})
         elif route == "/":
             self._json(HTTPStatus.OK, {"endpoints": ["/healthz", "/metrics", "/events"]})
         else:
@@ -95,21 +88,25 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class HealthServer:
-    """The HTTP endpoints on a background thread. ``port`` 0 picks a free one (see :attr:`port`)."""
+    """The HTTP endpoints on background threads. ``port`` 0 picks a free one (see :attr:`port`).
 
-    def __init__(self, monitor: ServiceMonitor, registry: CollectorRegistry, host: str = "127.0.0.1",
-                 port: int = 9750) -> None:
+    ``health``: the service's :class:`ServiceHealth` (a single camera's
+    monitor is taken as a one-camera service). ``limits``: threads,
+    connections and timeouts (defaults suit a probe, a scraper and a few
+    people).
+    """
+
+    def __init__(self, health: ServiceHealth | ServiceMonitor, registry: CollectorRegistry,
+                 host: str = "127.0.0.1", port: int = 9750, limits: HttpLimits | None = None) -> None:
         try:
-            server_class = _Server6 if ":" in host else _Server
-            self._server = server_class((host, port), _Handler)
+            self._server = _Server((host, port), _Handler, limits)
         except OSError as exc:
             raise EdgeError(
                 f"cannot listen on {host}:{port} for HTTP ({exc.strerror or exc}); "
                 "choose another [http] listen address or stop what uses it"
             ) from None
-        self._server.monitor = monitor
+        self._server.health = as_service_health(health)
         self._server.registry = registry
-        self._thread: threading.Thread | None = None
 
     @property
     def host(self) -> str:
@@ -124,20 +121,18 @@ class HealthServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    @property
+    def connections(self) -> int:
+        """Client connections open now."""
+        return self._server.connections
+
     def start(self) -> HealthServer:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="movinet-edge http", daemon=True
-        )
-        self._thread.start()
+        self._server.start()
         return self
 
     def close(self) -> None:
-        """Stop serving (returns within the poll interval) and free the port."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(1.0)
-            self._thread = None
-        self._server.server_close()
+        """Stop serving (within a second), close the connections and free the port."""
+        self._server.close()
 
     def __enter__(self) -> HealthServer:
         return self.start()

@@ -25,11 +25,16 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..frames import Frame
+from ..options import at_least, between, option, positive
 from ..results import BaseSink, Event, Prediction
 from ..sinks import event_record
 
 # Rate meters keep one mark per this many seconds: bounded memory at any frame rate.
 _MARK_EVERY = 0.25
+# A pause between frames longer than this many frame intervals (and at least
+# _OUTAGE_MIN seconds) is an outage: the rates start over after it (see on_frame).
+_OUTAGE_INTERVALS = 4.0
+_OUTAGE_MIN = 1.0
 
 
 class RateMeter:
@@ -70,15 +75,39 @@ class RateMeter:
 class HealthOptions:
     """When the service counts as healthy.
 
-    ``frame_timeout``: seconds without a frame before it is not. ``keep_up_ratio``:
-    model steps per second must reach this share of what it could do (the
-    model's fps, or the camera's rate if that is lower). ``window``: seconds
-    over which rates are measured.
+    ``frame_timeout``: seconds without a frame before a camera is stalled.
+    ``keep_up_ratio``: model steps per second must reach this share of what it
+    could do (the model's fps, or the camera's rate if that is lower).
+    ``window``: seconds over which rates are measured.
+
+    ``mqtt_grace``: seconds a configured MQTT sink may be without a broker
+    (at start, or after losing it) before /healthz names it as a problem.
+    ``mqtt_required`` is off by default: the problem shows (status
+    "degraded", the reason, the metrics) but /healthz stays 200, because a
+    liveness probe that restarts the service cannot bring a broker back, and a
+    restart would drop the events queued for it. Turn it on where events that
+    do not reach the broker are an outage (a readiness gate, say).
+
+    ``all_cameras_required`` is off by default: with several cameras, one
+    stalled camera is named in /healthz (status "degraded", 200) while the
+    others keep serving, because restarting the whole service does not bring
+    an unplugged camera back and interrupts the ones that work. When every
+    camera is unhealthy /healthz is 503 either way.
     """
 
-    frame_timeout: float = 5.0
-    keep_up_ratio: float = 0.8
-    window: float = 10.0
+    frame_timeout: float = field(default=5.0, metadata=option(
+        "Seconds without a frame before a camera counts as stalled.", check=positive, cli=False))
+    keep_up_ratio: float = field(default=0.8, metadata=option(
+        "Share of the possible model steps per second that counts as keeping up.",
+        check=between(0.0, 1.0, low_open=True), cli=False))
+    window: float = field(default=10.0, metadata=option(
+        "Seconds over which rates are measured.", check=positive, cli=False))
+    mqtt_grace: float = field(default=30.0, metadata=option(
+        "Seconds the MQTT sink may be without a broker before health reports it.", check=at_least(0.0), cli=False))
+    mqtt_required: bool = field(default=False, metadata=option(
+        "A broker that stays away makes /healthz 503 (default: 200, status degraded).", cli=False))
+    all_cameras_required: bool = field(default=False, metadata=option(
+        "Any unhealthy camera makes /healthz 503 (default: only when all are).", cli=False))
 
 
 @dataclass
@@ -86,7 +115,9 @@ class Health:
     """A verdict for /healthz: ``ok`` and a one-line reason, plus figures for people."""
 
     ok: bool
-    state: str  # "starting" | "ok" | "stalled" | "behind" | "stopped"
+    # One camera: "starting" | "recovering" | "ok" | "stalled" | "behind" | "stopped";
+    # the whole service (service_health.py) adds "degraded" and "disconnected".
+    state: str
     reason: str
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -176,6 +207,10 @@ class ServiceMonitor(BaseSink):
     ``source_stats``: the source's counters (frames produced, dropped), read
     live, so the camera's own rate is known even when the loop drops frames.
     ``listeners`` get every stamped event record (the MQTT publisher).
+    ``camera``: the stream's name when the service runs several (it labels
+    the metrics and event records, and names the camera in /healthz).
+    ``classifier``: the stream's classifier; the metrics read its long-stream
+    window's counters (``policy``, ``resets``).
     ``clock``: seconds, monotonic; only tests pass another.
     """
 
@@ -188,8 +223,12 @@ class ServiceMonitor(BaseSink):
         source_stats: Any = None,
         recent_events: int = 100,
         listeners: Sequence[EventListener] = (),
+        camera: str | None = None,
+        classifier: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.camera = camera
+        self.classifier = classifier
         self.target_fps = float(target_fps)
         self.options = options or HealthOptions()
         self.stamper = stamper
@@ -206,6 +245,10 @@ class ServiceMonitor(BaseSink):
         self.events: Counter[str] = Counter()
         self.first_frame_at: float | None = None
         self.last_frame_at: float | None = None
+        self.measuring_since: float | None = None  # the first frame, or the first after an outage
+        self.last_active: float | None = None  # the last frame or model step
+        self._camera_seen: int | None = None  # the source's count at the last frame
+        self.last_outage: float | None = None  # seconds without frames before measuring_since
         self.top1: tuple[str, float] | None = None
         self.last_latency_ms: float | None = None
         self.stopping = False
@@ -223,25 +266,41 @@ class ServiceMonitor(BaseSink):
         self.stamper.clock.update(frame.timestamp)
         camera = self._camera_count()
         with self._lock:
+            last = self.last_frame_at
+            if last is None:
+                self.first_frame_at = self.measuring_since = now
+            elif now - last > self._outage_gap(last):
+                # The rate windows would span the outage for a whole window after it and
+                # call a healthy loop "behind": the rates start over with this frame.
+                for meter in (self._frame_rate, self._step_rate, self._camera_rate):
+                    meter.reset()
+                self.measuring_since, self.last_outage = now, now - last
             self.frames += 1
-            if self.first_frame_at is None:
-                self.first_frame_at = now
-            self.last_frame_at = now
+            self.last_frame_at = self.last_active = now
             self._frame_rate.mark(now, self.frames)
             self._step_rate.mark(now, self.steps)
             if camera is not None:
                 self._camera_rate.mark(now, camera)
+                self._camera_seen = camera
 
     def on_prediction(self, prediction: Prediction, frame: Frame, now: float | None = None) -> None:
         now = self.clock() if now is None else now
         with self._lock:
             self.steps += 1
+            self.last_active = max(now, self.last_active or now)
             self._step_rate.mark(now, self.steps)
             self.top1 = prediction.top_k[0] if prediction.top_k else None
             self.last_latency_ms = prediction.latency_ms
 
+    def _outage_gap(self, last: float) -> float:
+        """How long a pause between frames is an outage: a few of the usual frame intervals."""
+        fps = self._frame_rate.rate(last, self.frames)
+        return max(_OUTAGE_MIN, _OUTAGE_INTERVALS / fps) if fps else _OUTAGE_MIN
+
     def on_event(self, event: Event) -> None:
         record = self.stamper.stamp(event)
+        if self.camera is not None:
+            record["camera"] = self.camera
         with self._lock:
             self.events[event.kind] += 1
             self._recent.append(record)
@@ -263,12 +322,18 @@ class ServiceMonitor(BaseSink):
         return items[-limit:] if limit else items
 
     def snapshot(self, now: float | None = None) -> Snapshot:
+        """The figures now. Rates are measured up to the last frame or step: a pause shows as
+        ``last_frame_age`` (and "stalled" once it is long), not as a rate that sinks while
+        nothing arrives, which would read as inference falling behind."""
         now = self.clock() if now is None else now
-        camera = self._camera_count()
         with self._lock:
-            input_fps = self._frame_rate.rate(now, self.frames)
-            model_fps = self._step_rate.rate(now, self.steps)
-            camera_fps = self._camera_rate.rate(now, camera) if camera is not None else None
+            end = self.last_active
+            input_fps = model_fps = camera_fps = None
+            if end is not None:
+                input_fps = self._frame_rate.rate(end, self.frames)
+                model_fps = self._step_rate.rate(end, self.steps)
+                if self._camera_seen is not None:
+                    camera_fps = self._camera_rate.rate(end, self._camera_seen)
             return Snapshot(
                 ready=self.first_frame_at is not None,
                 stopping=self.stopping,
@@ -305,7 +370,12 @@ class ServiceMonitor(BaseSink):
         if snap.last_frame_age > o.frame_timeout:
             return Health(False, "stalled", f"no frame for {snap.last_frame_age:.1f} s", details)
         if snap.model_fps is None:
-            return Health(True, "ok", "frames are flowing (measuring rates)", details)
+            # Not "ok" yet: whether inference keeps up is not known for a second or so,
+            # and a probe that sees 200 now and "behind" a second later was told wrong.
+            if self.last_outage is None:
+                return Health(False, "starting", "frames arrive; measuring rates", details)
+            return Health(False, "recovering",
+                          f"frames are back after {self.last_outage:.1f} s without; measuring rates", details)
         possible = snap.target_fps if snap.camera_fps is None else min(snap.target_fps, snap.camera_fps)
         needed = o.keep_up_ratio * possible
         details["needed_fps"] = _round(needed)

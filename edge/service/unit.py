@@ -26,19 +26,26 @@ Why the unit looks the way it does:
   ``IPAddressDeny=`` are left off: brokers and cameras are on the network.
 - User units (``--user``) run in the user's manager, which cannot drop
   privileges it does not have: they keep the settings that work unprivileged.
+
+``install-service`` checks the program, its package, the config and the
+files the config names against the sandbox of the unit it writes
+(sandbox.py): a model in /tmp or /home would be missing under systemd.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import EdgeError
 from .config import EX_CONFIG, ConfigError, example_config_path, load_config
+from .sandbox import check_sandbox_paths
 
 UNIT_NAME = "movinet-edge.service"
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
@@ -206,15 +213,12 @@ def install_service(
     command = command or service_command()
     text = render_unit(command, config_path, user=user)
     warnings: list[str] = []
-
-    if not user and command[0].startswith(("/home/", "/root/")):
-        warnings.append(
-            f"{command[0]} is under a home directory, which the service cannot see (ProtectHome=yes, and its "
-            "dynamic user cannot read it): install into e.g. /opt/movinet-edge (python3 -m venv) or use --user"
-        )
-    if not user and str(config_path).startswith(("/home/", "/root/")):
-        warnings.append(f"the config {config_path} is under a home directory, which the service cannot see; "
-                        "keep it in /etc/movinet-edge/")
+    reads: dict[str, Path] = {
+        "the program": Path(command[0]),
+        "the movinet_edge package": Path(__file__).resolve().parents[1],
+        "the config": config_path,
+    }
+    writes: dict[str, Path] = {}
 
     unit_changed = True
     if unit_path.is_dir():
@@ -229,11 +233,16 @@ def install_service(
     if not config_path.exists():
         _write_atomic(config_path, example_config_path().read_text(encoding="utf-8"), mode=0o644)
         config_created = True
-    else:
-        try:
-            load_config(config_path, check_files=False)
-        except ConfigError as exc:
+    try:
+        loaded = load_config(config_path, check_files=False)
+    except ConfigError as exc:
+        if not config_created:
             warnings += [f"config: {p}" for p in exc.problems]
+    else:
+        config_reads, config_writes = config_paths(loaded)
+        reads.update(config_reads)
+        writes.update(config_writes)
+    warnings += check_sandbox_paths(text, reads, writes)
     if unit_changed:
         _write_atomic(unit_path, text, mode=0o644)
 
@@ -252,6 +261,50 @@ def install_service(
         target = default_unit_path(user)
         steps.append(f"install it as {target}, then: {ctl} daemon-reload && {ctl} enable --now {UNIT_NAME}")
     return InstallResult(unit_path, config_path, unit_changed, config_created, warnings, steps)
+
+
+# Fields whose path the service writes (the rest it reads).
+_WRITTEN_FIELDS = ("save",)
+_NAMES = {("model", "path"): "the model", ("model", "labels"): "the labels"}
+
+
+def config_paths(config: Any) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(read, write): every path a loaded service config holds, by what it is, for the sandbox check.
+
+    Found by walking the config's dataclasses, lists and dicts, so a new
+    source or sink with a path option is checked without a change here.
+    """
+    reads: dict[str, Path] = {}
+    writes: dict[str, Path] = {}
+
+    def visit(value: Any, where: tuple[str, ...]) -> None:
+        if isinstance(value, Path):
+            written = where[-1] in _WRITTEN_FIELDS
+            (writes if written else reads)[_path_name(where, written)] = value
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for f in dataclasses.fields(value):
+                if where or f.name != "path":  # the top level's path is the config file itself
+                    visit(getattr(value, f.name), (*where, f.name))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, (*where, str(key)))
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                visit(item, (*where, str(getattr(item, "id", index))))
+
+    visit(config, ())
+    return reads, writes
+
+
+def _path_name(where: tuple[str, ...], written: bool) -> str:
+    """What a config path is, in words: "the model", "the source of camera door", "the video output"."""
+    if where[-2:] in _NAMES:
+        return _NAMES[where[-2:]]
+    if where[0] == "cameras" and len(where) > 1:
+        return f"the source of camera {where[1]}" + ("" if where[-1] == "path" else f" ({where[-1]})")
+    if where[0] == "sinks" and len(where) > 1:
+        return f"the {where[1]} output" if written else f"the {where[1]} {where[-1].replace('_', ' ')}"
+    return "the file " + ".".join(where)
 
 
 def _write_atomic(path: Path, text: str, mode: int) -> None:

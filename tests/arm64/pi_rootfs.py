@@ -1,10 +1,11 @@
-"""A cached arm64 Debian bookworm root filesystem: the userland of 64-bit Raspberry Pi OS.
+"""A cached Debian bookworm root filesystem: the userland of 64-bit (arm64) or 32-bit (armhf) Raspberry Pi OS.
 
 Why not a full debootstrap: the second stage runs every maintainer script under
 emulation (about 5 minutes on CI). Running Python only needs the files, so we let
 ``debootstrap --foreign`` resolve, download and verify the packages (it also
 unpacks the essential ones) and unpack the rest on the host with ``dpkg-deb``. The
-result is enough for ``qemu-aarch64-static -L ROOTFS ROOTFS/usr/bin/python3.11``.
+result is enough for ``qemu-aarch64-static -L ROOTFS ROOTFS/usr/bin/python3.11`` (or
+``chroot ROOTFS python3`` once binfmt_misc knows qemu, see tests/armhf/chroot.py).
 
 The tree is built in a scratch directory next to the cache and renamed into place,
 so an interrupted build never leaves a half tree that looks valid; a stamp file
@@ -27,6 +28,7 @@ ARCH = "arm64"
 # python3 pulls python3.11 and its stdlib; nothing else is needed because the
 # project's dependencies come as manylinux wheels installed by the host pip.
 INCLUDE = ("python3",)
+ARCHES = ("arm64", "armhf")
 # Bump when the build steps change so cached trees from older recipes are rebuilt.
 RECIPE_VERSION = 3
 STAMP_NAME = ".movinet-rootfs"
@@ -52,15 +54,19 @@ class RootfsOptions:
 
     cache_dir: Path
     mirror: str
+    arch: str = ARCH
+    include: tuple[str, ...] = INCLUDE
+    # A tree for another use of the same arch (other packages) gets its own folder.
+    flavour: str = ""
 
     @property
     def root(self) -> Path:
-        return self.cache_dir / f"rootfs-{SUITE}-{ARCH}"
+        return self.cache_dir / f"rootfs-{SUITE}-{self.arch}{'-' + self.flavour if self.flavour else ''}"
 
     @property
     def recipe(self) -> str:
         # The mirror is not part of the recipe: any mirror serves the same suite.
-        return f"v{RECIPE_VERSION} {SUITE} {ARCH} minbase include={','.join(INCLUDE)}\n"
+        return f"v{RECIPE_VERSION} {SUITE} {self.arch} minbase include={','.join(self.include)}\n"
 
 
 def default_cache_dir() -> Path:
@@ -134,7 +140,7 @@ def ensure_rootfs(options: RootfsOptions, log: Log) -> Path:
     """Return the cached tree, building it first when it is missing or outdated."""
     if is_ready(options):
         log(f"rootfs: cached at {options.root}")
-        write_cpuinfo(options.root)
+        write_cpuinfo(options.root, options.arch)
         return options.root
     if os.geteuid() != 0:
         raise HostCannotBuild(
@@ -149,16 +155,16 @@ def ensure_rootfs(options: RootfsOptions, log: Log) -> Path:
     scratch = options.cache_dir / f"rootfs-building-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
     started = time.monotonic()
-    log(f"rootfs: building Debian {SUITE} {ARCH} from {options.mirror} (cold cache, about a minute)")
+    log(f"rootfs: building Debian {SUITE} {options.arch} from {options.mirror} (cold cache, a minute or more)")
     try:
-        _debootstrap_first_stage(scratch, options.mirror, options.cache_dir, log)
+        _debootstrap_first_stage(scratch, options, log)
         unpacked = _unpack_remaining_packages(scratch)
         log(f"rootfs: unpacked {unpacked} more packages on the host")
         _drop_unused_files(scratch)
-        write_cpuinfo(scratch)
+        write_cpuinfo(scratch, options.arch)
         guest_python = scratch / GUEST_PYTHON
         if not guest_python.is_file():
-            raise RootfsError(f"the built tree has no /{GUEST_PYTHON}; see {options.cache_dir}/debootstrap.log")
+            raise RootfsError(f"the built tree has no /{GUEST_PYTHON}; see {options.cache_dir}/debootstrap-{options.arch}.log")
         (scratch / STAMP_NAME).write_text(options.recipe)
         shutil.rmtree(options.root, ignore_errors=True)
         scratch.rename(options.root)
@@ -168,13 +174,14 @@ def ensure_rootfs(options: RootfsOptions, log: Log) -> Path:
     return options.root
 
 
-def _debootstrap_first_stage(target: Path, mirror: str, cache_dir: Path, log: Log) -> None:
+def _debootstrap_first_stage(target: Path, options: RootfsOptions, log: Log) -> None:
     """Resolve, download, verify and unpack the essential packages; no emulation."""
-    log_path = cache_dir / "debootstrap.log"
+    mirror, arch = options.mirror, options.arch
+    log_path = options.cache_dir / f"debootstrap-{arch}.log"
     # `timeout` because wget inside debootstrap waits up to 15 min on a stalled mirror.
     command = [
-        "timeout", str(DEBOOTSTRAP_TIMEOUT_S), "debootstrap", f"--arch={ARCH}", "--variant=minbase", "--foreign",
-        f"--include={','.join(INCLUDE)}", SUITE, str(target), mirror,
+        "timeout", str(DEBOOTSTRAP_TIMEOUT_S), "debootstrap", f"--arch={arch}", "--variant=minbase", "--foreign",
+        f"--include={','.join(options.include)}", SUITE, str(target), mirror,
     ]
     per_package = ("I: Retrieving ", "I: Validating ", "I: Extracting ")
     counts = {prefix: 0 for prefix in per_package}
@@ -197,7 +204,7 @@ def _debootstrap_first_stage(target: Path, mirror: str, cache_dir: Path, log: Lo
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-15:])
         why = f"timed out after {DEBOOTSTRAP_TIMEOUT_S} s" if returncode == 124 else f"failed (exit {returncode})"
         raise RootfsError(
-            f"debootstrap {why} fetching {SUITE}/{ARCH} from {mirror}; "
+            f"debootstrap {why} fetching {SUITE}/{arch} from {mirror}; "
             f"full log {log_path}; set MOVINET_ARM64_MIRROR to a reachable Debian mirror\n{tail}"
         )
 
@@ -243,8 +250,8 @@ def _drop_unused_files(root: Path) -> None:
         shutil.rmtree(root / relative, ignore_errors=True)
 
 
-def write_cpuinfo(root: Path) -> None:
-    """Give the guest an arm64 ``/proc/cpuinfo`` (a Raspberry Pi 4's Cortex-A72).
+def write_cpuinfo(root: Path, arch: str = ARCH) -> None:
+    """Give the guest an arm64 (or armhf) ``/proc/cpuinfo`` (a Raspberry Pi 4's Cortex-A72).
 
     qemu-user passes ``/proc/cpuinfo`` through from the x86 host. LiteRT's XNNPACK
     parses it with the cpuinfo library, finds no ARM cores and segfaults. With
@@ -255,14 +262,25 @@ def write_cpuinfo(root: Path) -> None:
     debootstrap makes ``ROOTFS/proc`` a symlink to the host's ``/proc`` when it
     thinks it runs in a container (``/.dockerenv`` exists, as on many CI runners);
     that link is replaced by a plain directory, otherwise the file cannot be
-    written and qemu would read the host's cpuinfo through it anyway.
+    written and qemu would read the host's cpuinfo through it anyway. In a
+    chroot the same file is the guest's /proc/cpuinfo.
+
+    armhf: what a 32-bit process reads on a Pi 4 (ARMv7 features, NEON).
     """
     cores = os.cpu_count() or 1
-    entry = (
-        "processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
-        "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\n"
-        "CPU part\t: 0xd08\nCPU revision\t: 3\n"
-    )
+    if arch == "armhf":
+        entry = (
+            "processor\t: {n}\nmodel name\t: ARMv7 Processor rev 3 (v7l)\nBogoMIPS\t: 108.00\n"
+            "Features\t: half thumb fastmult vfp edsp neon vfpv3 tls vfpv4 idiva idivt vfpd32 lpae evtstrm crc32\n"
+            "CPU implementer\t: 0x41\nCPU architecture: 7\nCPU variant\t: 0x0\n"
+            "CPU part\t: 0xd08\nCPU revision\t: 3\n"
+        )
+    else:
+        entry = (
+            "processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
+            "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\n"
+            "CPU part\t: 0xd08\nCPU revision\t: 3\n"
+        )
     text = "\n".join(entry.format(n=n) for n in range(cores))
     text += "\nHardware\t: BCM2835\nRevision\t: c03111\nModel\t\t: Raspberry Pi 4 Model B Rev 1.1\n"
     proc = root / "proc"

@@ -63,12 +63,15 @@ def assert_one_line_error(result: subprocess.CompletedProcess, expected: str) ->
 
 
 def test_no_source(tmp_path: Path) -> None:
-    assert_one_line_error(run(cwd=tmp_path), "give exactly one source: --camera 0|picam, --url URL or --video FILE$")
+    assert_one_line_error(
+        run(cwd=tmp_path), r"give a source: --video, --url, --camera, --image-folder \(each may be repeated\)$"
+    )
 
 
 def test_two_sources_at_once(tmp_path: Path, clips: Path) -> None:
-    result = run("--camera", "0", "--video", clips / "carving_ice.mp4", cwd=tmp_path)
-    assert_one_line_error(result, r"give exactly one source.*\(got --camera and --video\)")
+    """Several sources are several cameras: each is opened, so the one that is not there is the error."""
+    result = run("--camera", "57", "--video", clips / "carving_ice.mp4", cwd=tmp_path)
+    assert_one_line_error(result, r"camera 57 did not open")
     assert result.returncode == 2
 
 
@@ -124,7 +127,7 @@ def test_no_model_anywhere(tmp_path: Path, clips: Path) -> None:
 
 def test_missing_model_dir(tmp_path: Path, clips: Path) -> None:
     result = run("--video", clips / "carving_ice.mp4", "--model", tmp_path / "no_such_model", cwd=tmp_path)
-    assert_one_line_error(result, "no_such_model does not exist; export one with: movinet-export")
+    assert_one_line_error(result, "no_such_model does not exist; make one with: movinet-export")
     result = run(
         "classify",
         clips / "carving_ice.mp4",
@@ -154,8 +157,8 @@ def test_display_without_a_gui(tmp_path: Path, clips: Path) -> None:
         (["--window-seconds", "0"], "must be positive"),
         (["--alpha", "2"], "alpha must be in"),
         (["--start-threshold", "0.2", "--end-threshold", "0.4"], "thresholds must satisfy"),
-        (["--realtime", "--camera", "0"], "apply to --video only"),
-        (["--camera", "front"], "--camera 'front'"),
+        (["--realtime", "--camera", "0"], "--realtime: applies to video sources only"),
+        (["--camera", "front"], "--camera: give a V4L2 index"),
     ],
 )
 def test_bad_option_values(tmp_path: Path, args: list[str], expected: str, clips: Path) -> None:
@@ -186,28 +189,28 @@ def test_version_and_help(tmp_path: Path) -> None:
 TABLE_LINE = re.compile(r"^(?P<label>.{20,}): (?P<score>[01]\.\d{3})$")
 
 
-def test_classify_prints_the_top_5_table(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
-    result = run("classify", clips / "carving_ice.mp4", "--model", float_model_dir, cwd=tmp_path)
+def test_classify_prints_the_top_5_table(tmp_path: Path, golden_model_dir: Path, clips: Path) -> None:
+    result = run("classify", clips / "carving_ice.mp4", "--model", golden_model_dir, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 5
     matches = [TABLE_LINE.match(line) for line in lines]
     assert all(matches), lines
-    labels = (float_model_dir / "labels.txt").read_text().splitlines()
+    labels = (golden_model_dir / "labels.txt").read_text().splitlines()
     assert all(m["label"].rstrip() in labels for m in matches)
     scores = [float(m["score"]) for m in matches]
     assert scores == sorted(scores, reverse=True)
     assert "Traceback" not in result.stderr
 
 
-def test_classify_json_and_probabilities(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
-    labels = (float_model_dir / "labels.txt").read_text().splitlines()
+def test_classify_json_and_probabilities(tmp_path: Path, golden_model_dir: Path, clips: Path) -> None:
+    labels = (golden_model_dir / "labels.txt").read_text().splitlines()
     out_csv, out_json = tmp_path / "p.csv", tmp_path / "p.json"
     result = run(
         "classify",
         clips / "carving_ice.mp4",
         "--model",
-        float_model_dir,
+        golden_model_dir,
         "--json",
         "--top-k",
         "3",
@@ -231,7 +234,7 @@ def test_classify_json_and_probabilities(tmp_path: Path, float_model_dir: Path, 
     assert record["top_k"][0]["label"] == best
 
     result = run(
-        "classify", clips / "carving_ice.mp4", "--model", float_model_dir, "--probabilities", out_json, cwd=tmp_path
+        "classify", clips / "carving_ice.mp4", "--model", golden_model_dir, "--probabilities", out_json, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
     steps = json.loads(out_json.read_text())
@@ -241,12 +244,12 @@ def test_classify_json_and_probabilities(tmp_path: Path, float_model_dir: Path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "p.json"]  # no temporary files left
 
 
-def test_live_file_json_lines(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
+def test_live_file_json_lines(tmp_path: Path, golden_model_dir: Path, clips: Path) -> None:
     result = run(
         "--video",
         clips / "rope_pushdown.mp4",
         "--model",
-        float_model_dir,
+        golden_model_dir,
         "--json",
         "--top-k",
         "2",
@@ -265,11 +268,11 @@ def test_live_file_json_lines(tmp_path: Path, float_model_dir: Path, clips: Path
     assert result.stderr.startswith("movinet-edge: ") and "7 steps" in result.stderr
 
 
-def test_live_window_policies(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
+def test_live_window_policies(tmp_path: Path, golden_model_dir: Path, clips: Path) -> None:
     """The long-stream window on a file (off by default there), both policies, through the CLI."""
     steps = {}
     for policy in ("rescale", "dual"):
-        result = run("--video", clips / "rope_pushdown.mp4", "--model", float_model_dir, "--json",
+        result = run("--video", clips / "rope_pushdown.mp4", "--model", golden_model_dir, "--json",
                      "--window-seconds", "1", "--window-policy", policy, "--max-steps", "12", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         records = [json.loads(line) for line in result.stdout.splitlines()]
@@ -278,14 +281,14 @@ def test_live_window_policies(tmp_path: Path, float_model_dir: Path, clips: Path
     # Identical until the first window event (5 frames at 5 fps), different after.
     assert steps["rescale"][:5] == pytest.approx(steps["dual"][:5], abs=1e-5)
     assert steps["rescale"][6:] != pytest.approx(steps["dual"][6:], abs=1e-5)
-    bad = run("--video", clips / "rope_pushdown.mp4", "--model", float_model_dir, "--window-policy", "sliding",
+    bad = run("--video", clips / "rope_pushdown.mp4", "--model", golden_model_dir, "--window-policy", "sliding",
               cwd=tmp_path)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
-def test_live_console_and_annotated_video(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
+def test_live_console_and_annotated_video(tmp_path: Path, golden_model_dir: Path, clips: Path) -> None:
     out = tmp_path / "annotated.mp4"
-    result = run("--video", clips / "carving_ice.mp4", "--model", float_model_dir, "--save", out, cwd=tmp_path)
+    result = run("--video", clips / "carving_ice.mp4", "--model", golden_model_dir, "--save", out, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     predictions = [line for line in result.stdout.splitlines() if re.match(r"^\s+\d+\.\d\ds  step", line)]
     assert len(predictions) == 22
@@ -297,10 +300,10 @@ def test_live_console_and_annotated_video(tmp_path: Path, float_model_dir: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.mp4"]
 
 
-def test_default_model_locations(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
+def test_default_model_locations(tmp_path: Path, golden_model_dir: Path, clips: Path) -> None:
     # Without --model: $MOVINET_EDGE_MODEL, else models/a0_stream_int8, else models/a0_stream_float32.
     (tmp_path / "models").mkdir()
-    shutil.copytree(float_model_dir, tmp_path / "models" / "a0_stream_float32")
+    shutil.copytree(golden_model_dir, tmp_path / "models" / "a0_stream_float32")
     result = run("classify", clips / "carving_ice.mp4", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["model"] == "models/a0_stream_float32/model.tflite"
@@ -309,10 +312,10 @@ def test_default_model_locations(tmp_path: Path, float_model_dir: Path, clips: P
         clips / "carving_ice.mp4",
         "--json",
         cwd=tmp_path,
-        env=env_without_model(MOVINET_EDGE_MODEL=str(float_model_dir)),
+        env=env_without_model(MOVINET_EDGE_MODEL=str(golden_model_dir)),
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["model"] == str(float_model_dir / "model.tflite")
+    assert json.loads(result.stdout)["model"] == str(golden_model_dir / "model.tflite")
 
 
 def test_default_model_prefers_the_int8_export(tmp_path: Path, float_model_dir: Path, int8_model_dir: Path,
@@ -339,16 +342,16 @@ def test_a_file_that_is_not_a_model_and_labels_that_do_not_fit(tmp_path: Path, f
     assert_one_line_error(result, "labels have 2 entries but the model has 600 classes")
 
 
-def test_unknown_label_in_allow(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
+def test_unknown_label_in_allow(tmp_path: Path, golden_model_dir: Path, clips: Path) -> None:
     result = run(
-        "--video", clips / "carving_ice.mp4", "--model", float_model_dir, "--allow", "no such action", cwd=tmp_path
+        "--video", clips / "carving_ice.mp4", "--model", golden_model_dir, "--allow", "no such action", cwd=tmp_path
     )
     assert_one_line_error(result, "unknown label 'no such action'")
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
 def test_signals_end_a_live_run_cleanly(
-    tmp_path: Path, float_model_dir: Path, sig: int, code: int, clips: Path
+    tmp_path: Path, golden_model_dir: Path, sig: int, code: int, clips: Path
 ) -> None:
     # A file played in real time, forever: only a signal ends it.
     proc = subprocess.Popen(
@@ -360,7 +363,7 @@ def test_signals_end_a_live_run_cleanly(
             "--loop",
             "--json",
             "--model",
-            str(float_model_dir),
+            str(golden_model_dir),
             "--save",
             str(tmp_path / "out.mp4"),
         ],
@@ -465,7 +468,7 @@ RECONNECT_LINE = re.compile(
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
 def test_a_clip_served_as_a_live_stream(
-    tmp_path: Path, float_model_dir: Path, carving_jpegs: list[bytes], sig: int, code: int
+    tmp_path: Path, golden_model_dir: Path, carving_jpegs: list[bytes], sig: int, code: int
 ) -> None:
     """carving_ice.mp4 re-served at 30 fps as MJPEG over HTTP through `--url`, the path of an
     IP camera: the model gets 5 frames a second by arrival time, the long-stream window is on
@@ -473,10 +476,10 @@ def test_a_clip_served_as_a_live_stream(
     stream resumes when it comes back, and a signal ends the run cleanly."""
     from helpers.mjpeg import FOREVER, MjpegServer
 
-    labels = set((float_model_dir / "labels.txt").read_text().splitlines())
+    labels = set((golden_model_dir / "labels.txt").read_text().splitlines())
     camera = MjpegServer(carving_jpegs, [("frames", FOREVER)], frame_interval=1 / 30).start()
     port = camera.port
-    run = LiveRun("--url", camera.url, "--model", float_model_dir, "--json", "--top-k", "3", cwd=tmp_path)
+    run = LiveRun("--url", camera.url, "--model", golden_model_dir, "--json", "--top-k", "3", cwd=tmp_path)
     try:
         run.wait_for(lambda: len(run.predictions()) >= 10, 60, "10 predictions")
         camera.stop()  # switched off: the connection ends and the port refuses
@@ -543,12 +546,12 @@ def test_a_clip_served_as_a_live_stream(
     ],
 )
 def test_the_window_of_a_live_stream(
-    tmp_path: Path, float_model_dir: Path, carving_jpegs: list[bytes], args: list[str], summary: str
+    tmp_path: Path, golden_model_dir: Path, carving_jpegs: list[bytes], args: list[str], summary: str
 ) -> None:
     from helpers.mjpeg import FOREVER, MjpegServer
 
     with MjpegServer(carving_jpegs, [("frames", FOREVER)], frame_interval=1 / 30) as camera:
-        result = run("--url", camera.url, "--model", float_model_dir, "--json", "--max-steps", "8", *args,
+        result = run("--url", camera.url, "--model", golden_model_dir, "--json", "--max-steps", "8", *args,
                      cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
     predictions = [json.loads(line) for line in result.stdout.splitlines()]
@@ -561,14 +564,14 @@ def test_the_window_of_a_live_stream(
 
 
 @pytest.fixture(scope="module")
-def library_top5(float_model_dir: Path, clips: Path) -> dict[str, list]:
+def library_top5(golden_model_dir: Path, clips: Path) -> dict[str, list]:
     """flipping_pancake.mkv (426x240, wide) through the library, one result per resize policy."""
     from movinet_edge.model import StreamingClassifier
     from movinet_edge.pipeline import classify_clip
 
     results = {}
     for policy in ("crop", "pad", "stretch"):
-        classifier = StreamingClassifier.open(float_model_dir, num_threads=1, resize_policy=policy)
+        classifier = StreamingClassifier.open(golden_model_dir, num_threads=1, resize_policy=policy)
         results[policy] = classify_clip(clips / "flipping_pancake.mkv", classifier, top_k=5)
     return results
 
@@ -579,9 +582,9 @@ def _scores(top_k: list) -> list[tuple[str, float]]:
 
 @pytest.mark.parametrize("policy", ["crop", "pad", "stretch"])
 def test_classify_resize_option(
-    tmp_path: Path, float_model_dir: Path, clips: Path, library_top5: dict, policy: str
+    tmp_path: Path, golden_model_dir: Path, clips: Path, library_top5: dict, policy: str
 ) -> None:
-    result = run("classify", clips / "flipping_pancake.mkv", "--model", float_model_dir, "--threads", "1",
+    result = run("classify", clips / "flipping_pancake.mkv", "--model", golden_model_dir, "--threads", "1",
                  "--resize", policy, "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     got = _scores(json.loads(result.stdout)["top_k"])
@@ -600,11 +603,11 @@ def test_the_resize_policies_see_different_frames(library_top5: dict) -> None:
 
 
 def test_resize_defaults_to_the_manifest_policy(
-    tmp_path: Path, float_model_dir: Path, clips: Path, library_top5: dict
+    tmp_path: Path, golden_model_dir: Path, clips: Path, library_top5: dict
 ) -> None:
     """A model exported (or fine-tuned) on padded frames is fed padded frames unless told otherwise."""
     padded = tmp_path / "padded"
-    shutil.copytree(float_model_dir, padded)
+    shutil.copytree(golden_model_dir, padded)
     manifest = json.loads((padded / "manifest.json").read_text())
     manifest["resize_policy"] = "pad"
     (padded / "manifest.json").write_text(json.dumps(manifest))
@@ -615,9 +618,9 @@ def test_resize_defaults_to_the_manifest_policy(
     assert [s for _, s in got] == pytest.approx([s for _, s in _scores(library_top5["pad"].top_k)], abs=2e-6)
 
 
-def test_live_resize_option(tmp_path: Path, float_model_dir: Path, clips: Path, library_top5: dict) -> None:
+def test_live_resize_option(tmp_path: Path, golden_model_dir: Path, clips: Path, library_top5: dict) -> None:
     """Live mode feeds the same padded frames, step by step (no smoothing: the raw scores)."""
-    result = run("--video", clips / "flipping_pancake.mkv", "--model", float_model_dir, "--threads", "1",
+    result = run("--video", clips / "flipping_pancake.mkv", "--model", golden_model_dir, "--threads", "1",
                  "--resize", "pad", "--smoothing", "none", "--json", "--max-steps", "4", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     predictions = [r for r in map(json.loads, result.stdout.splitlines()) if r["type"] == "prediction"]

@@ -296,3 +296,153 @@ def test_the_packed_model_file_leaves_the_resident_set_and_results_do_not_change
     # Built-in kernels' constants and the kernel's read-around fault some back (4 MB of 15 seen in CI).
     assert _resident_kb(model) < size_kb * 0.5
     assert release_model_pages(float_model_dir / "labels.txt") == 0  # not mapped: nothing to do
+
+
+# --- several streams on one loaded model ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def three_clips(clips: Path) -> list[np.ndarray]:
+    """Three different real clips at the model's rate and resolution (22, 50 and 52 steps)."""
+    return [load_clip(clips / name, 5.0, 172) for name in ("carving_ice.mp4", "rope_pushdown.mp4",
+                                                             "flipping_pancake.mkv")]  # fmt: skip
+
+
+def _alone(model_dir: Path, clip: np.ndarray, wrap=None) -> np.ndarray:
+    """Logits of every step of ``clip`` on a model loaded for it alone."""
+    clf = StreamingClassifier.open(model_dir, num_threads=1)
+    stream = wrap(clf) if wrap else clf
+    return np.stack([stream.step_logits(frame) for frame in clip])
+
+
+def _interleaved(streams: list, clips: list[np.ndarray], seed: int = 0) -> list[np.ndarray]:
+    """Step each stream through its clip, the streams taking turns in a random order (some
+    twice in a row, some left waiting), all in this thread."""
+    rng = np.random.default_rng(seed)
+    out: list[list[np.ndarray]] = [[] for _ in clips]
+    while any(len(o) < len(c) for o, c in zip(out, clips)):
+        i = int(rng.choice([k for k, (o, c) in enumerate(zip(out, clips)) if len(o) < len(c)]))
+        out[i].append(streams[i].step_logits(clips[i][len(out[i])]))
+    return [np.stack(o) for o in out]
+
+
+def _assert_same(got: np.ndarray, expected: np.ndarray, exact: bool) -> None:
+    assert got.shape == expected.shape
+    if exact:
+        np.testing.assert_array_equal(got, expected)
+        return
+    from movinet_edge.model import softmax
+
+    for g, e in zip(got, expected):
+        pg, pe = softmax(g), softmax(e)
+        assert list(np.argsort(-pg)[:5]) == list(np.argsort(-pe)[:5])
+        np.testing.assert_allclose(pg, pe, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_forks_fed_different_clips_interleaved_give_what_each_gives_alone(
+    precision: str, request: pytest.FixtureRequest, three_clips: list[np.ndarray]
+) -> None:
+    """One interpreter, three streams: a stream never sees another's states. Bit-identical to a
+    model loaded for each clip alone (float32), the same top-5 and scores within 1e-6 (int8)."""
+    model_dir = request.getfixturevalue(f"{precision}_model_dir" if precision == "int8" else "float_model_dir")
+    alone = [_alone(model_dir, clip) for clip in three_clips]
+    model = StreamingClassifier.open(model_dir, num_threads=1)
+    streams = [model, model.fork(), model.fork()]
+    assert all(s.interpreter is model.interpreter for s in streams) and model.pool_size == 1
+    for got, expected in zip(_interleaved(streams, three_clips), alone):
+        _assert_same(got, expected, exact=precision == "float32")
+    # Each stream's own count and reset: resetting one leaves the others where they were.
+    assert [s.steps for s in streams] == [len(c) for c in three_clips]
+    streams[1].reset()
+    assert streams[1].steps == 0 and streams[1].history_frames == 0
+    assert streams[2].history_frames == len(three_clips[2]) and model.history_frames == len(three_clips[0])
+    np.testing.assert_array_equal(streams[2].step_logits(three_clips[0][0]),
+                                  _alone_then(model_dir, three_clips[2], three_clips[0][0]))  # fmt: skip
+
+
+def _alone_then(model_dir: Path, clip: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    clf = StreamingClassifier.open(model_dir, num_threads=1)
+    for f in clip:
+        clf.step_logits(f)
+    return clf.step_logits(frame)
+
+
+@pytest.mark.parametrize("policy", ["rescale", "dual"])
+def test_windowed_forks_interleaved_give_what_each_gives_alone(
+    policy: str, float_model_dir: Path, three_clips: list[np.ndarray]
+) -> None:
+    """A 2 s window (10 steps) rescales or resets several times in each clip; the dual policy's two
+    state sets are forks too, so three windowed streams hold six state sets on one interpreter."""
+    from movinet_edge.windowing import WindowedClassifier
+
+    def wrap(clf: StreamingClassifier) -> WindowedClassifier:
+        return WindowedClassifier(clf, 2.0, policy)
+
+    alone = [_alone(float_model_dir, clip, wrap) for clip in three_clips]
+    first = wrap(StreamingClassifier.open(float_model_dir, num_threads=1))
+    streams = [first, first.fork(), first.fork()]
+    assert all(s.classifier.interpreter is first.classifier.interpreter for s in streams)
+    assert all(s.policy.value == policy and s.window_frames == 10 for s in streams)
+    for got, expected in zip(_interleaved(streams, three_clips, seed=1), alone):
+        _assert_same(got, expected, exact=True)
+    assert all(s.resets >= 2 for s in streams)
+
+
+@pytest.mark.parametrize("pool", [1, 2])
+def test_forks_stepping_from_threads_at_once_give_what_each_gives_alone(
+    pool: int, int8_model_dir: Path, three_clips: list[np.ndarray]
+) -> None:
+    """Real concurrency: each stream in its own thread, as the multi-stream runner runs them, with
+    one interpreter (turns on its fair lock) or a pool of two (forks spread over them)."""
+    import threading
+
+    clips = [*three_clips, three_clips[0][::-1].copy()]  # four streams, one the first clip backwards
+    alone = [_alone(int8_model_dir, clip) for clip in clips]
+    model = StreamingClassifier.open(int8_model_dir, num_threads=1, pool=pool)
+    streams = [model] + [model.fork() for _ in clips[1:]]
+    assert model.pool_size == pool
+    assert sorted(s.engine_index for s in streams) == sorted(i % pool for i in range(len(streams)))
+    results: list[np.ndarray | None] = [None] * len(clips)
+    start = threading.Barrier(len(clips))
+
+    def run(i: int) -> None:
+        start.wait()
+        results[i] = np.stack([streams[i].step_logits(frame) for frame in clips[i]])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(clips))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    for got, expected in zip(results, alone):
+        assert got is not None
+        _assert_same(got, expected, exact=False)
+
+
+def test_a_fork_costs_its_states_only(int8_model_dir: Path) -> None:
+    """Forks share the interpreter and its packed weights: many forks add their state arrays only."""
+    import gc
+
+    model = StreamingClassifier.open(int8_model_dir, num_threads=1)
+    # A0 at 172 px: 43 states, 2.7 MB (float32 stream buffers, in our int8 recipe too).
+    assert model.state_bytes == sum(s.initial.nbytes for s in model.states) < 4 * 2**20
+    gc.collect()
+    before = _rss_kb()
+    forks = [model.fork() for _ in range(8)]
+    for fork in forks:  # every state set in use, as in a run
+        fork.step_square(np.zeros((172, 172, 3), np.uint8))
+    grown_kb = _rss_kb() - before
+    assert all(f.interpreter is model.interpreter for f in forks)
+    # A second interpreter would cost its packed weights and arena again (tens of MB each).
+    assert grown_kb * 1024 < 8 * model.state_bytes + 4 * 2**20, (grown_kb, model.state_bytes)
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def test_pool_must_hold_an_interpreter(float_model_dir: Path) -> None:
+    with pytest.raises(EdgeError, match="at least 1 interpreter"):
+        StreamingClassifier.open(float_model_dir, pool=0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,23 +21,7 @@ from movinet_export.cli import normalize_args
 from movinet_export.errors import ExportError
 from movinet_export.zoo import lookup
 
-
-@dataclass
-class _Options:
-    resize_policy: str = "crop"
-
-
-@dataclass
-class _ExporterView:
-    """What calibration_streams reads of an Exporter: the model's fps, resolution and resize policy.
-
-    A real Exporter builds TensorFlow models on prepare(); these fields are plain
-    values it holds, so the selection of streams is tested without the build.
-    """
-
-    resolution: int = 32
-    entry: object = field(default_factory=lambda: lookup("a0"))
-    options: _Options = field(default_factory=_Options)
+A0_FPS = lookup("a0").fps
 
 
 @pytest.fixture()
@@ -74,7 +57,7 @@ def test_a_path_that_matches_nothing_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_unreadable_videos_are_skipped_with_a_warning(video_tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    streams = calibration_streams(_ExporterView(), [str(video_tree)], frames=0)
+    streams = calibration_streams([str(video_tree)], frames=0, fps=A0_FPS, resolution=32)
     err = capsys.readouterr().err
     assert "calibration video skipped (broken.mp4" in err
     # Two readable clips at 5 fps, joined into one stream of up to DEFAULT_STREAM_FRAMES: the states
@@ -87,11 +70,11 @@ def test_unreadable_videos_are_skipped_with_a_warning(video_tree: Path, capsys: 
 def test_only_unreadable_videos_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 4096)
     with pytest.raises(ExportError, match="none of the calibration videos could be read"):
-        calibration_streams(_ExporterView(), [str(tmp_path)], frames=0)
+        calibration_streams([str(tmp_path)], frames=0, fps=A0_FPS, resolution=32)
 
 
 def test_no_videos_calibrates_on_synthetic_motion_with_a_warning(capsys: pytest.CaptureFixture[str]) -> None:
-    streams = calibration_streams(_ExporterView(resolution=48), [], frames=40)
+    streams = calibration_streams([], frames=40, fps=A0_FPS, resolution=48)
     assert "no --calibration-videos given" in capsys.readouterr().err
     assert len(streams) >= 2
     for stream in streams:
@@ -110,7 +93,9 @@ def test_several_paths_after_one_flag_and_quantize_alone() -> None:
         "--quantize", "int8", "--force",
     ]
     assert normalize_args(["--model", "a0", "--quantize"]) == ["--model", "a0", "--quantize", "int8"]
-    assert normalize_args(["-q", "float16"]) == ["-q", "float16"]
+    # -q is --quiet (as in movinet-edge), never --quantize: it takes no value.
+    assert normalize_args(["--quantize", "-q"]) == ["--quantize", "int8", "-q"]
+    assert normalize_args(["-q", "--quantize", "float16"]) == ["-q", "--quantize", "float16"]
     assert normalize_args(["--quantize", "int4"]) == ["--quantize", "int4"]  # refused by the command itself
     # Other options keep their one value; a repeated flag stays as it was.
     assert normalize_args(["--labels", "l.txt", "x"]) == ["--labels", "l.txt", "x"]
@@ -134,3 +119,14 @@ def test_several_paths_reach_the_exporter_through_the_cli(tmp_path: Path) -> Non
     assert lines == [f"error: calibration video {tmp_path / 'missing*.mp4'} does not exist "
                      "(no file, folder or glob match)"], result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_streams_are_squared_by_the_resize_policy_given(clips: Path) -> None:
+    """Plain values in (no exporter): the policy reaches the frames. A 4:3 clip padded keeps black bars
+    at the top and bottom that a centre crop has not."""
+    video = [str(clips / "flipping_pancake.mkv")]
+    crop = calibration_streams(video, frames=8, fps=A0_FPS, resolution=48, resize_policy="crop")[0]
+    pad = calibration_streams(video, frames=8, fps=A0_FPS, resolution=48, resize_policy="pad")[0]
+    assert crop.shape == pad.shape == (8, 48, 48, 3)
+    assert pad[:, :3].max() == 0 and pad[:, -3:].max() == 0  # letterbox bars
+    assert crop[:, :3].max() > 0

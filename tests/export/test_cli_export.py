@@ -48,6 +48,44 @@ def assert_no_work_done(result) -> None:
     assert "converting to TFLite" not in result.stderr
 
 
+IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|(\s*)(\S+)$")
+
+
+@dataclass
+class Watched:
+    """A CLI run under PYTHONPROFILEIMPORTTIME (what `python -X importtime` prints): its result with
+    the import lines taken out of stderr, and the top-level packages it imported."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    imported: set[str]
+
+
+@pytest.fixture
+def run_watched(run_cli):
+    def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Watched:
+        result = run_cli(*args, cwd=cwd, env={**(env or {}), "PYTHONPROFILEIMPORTTIME": "1"})
+        lines, imported = [], set()
+        for line in result.stderr.splitlines(keepends=True):
+            if match := IMPORT_LINE.match(line.rstrip("\n")):
+                imported.add(match.group(2).split(".")[0])
+            elif not line.startswith("import time: self [us]"):
+                lines.append(line)
+        assert "numpy" in imported or "typer" in imported, "no import lines: the watch did not work"
+        return Watched(result.returncode, result.stdout, "".join(lines), imported)
+
+    return run
+
+
+def assert_refused_before_tensorflow(result: Watched, expected: str) -> str:
+    """One clean error line, and TensorFlow never imported (nor anything of the export extra)."""
+    line = assert_failed_cleanly(result, expected)
+    assert not result.imported & {"tensorflow", "tf_keras", "official", "keras"}, sorted(result.imported)
+    assert "loading TensorFlow" not in result.stderr
+    return line
+
+
 def leftovers(parent: Path) -> list[str]:
     """Staging folders, backups and probes that a failed export must not leave."""
     return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
@@ -247,48 +285,111 @@ def test_existing_output_is_refused_and_left_untouched(tmp_path, run_cli, a0_che
 @pytest.mark.parametrize(
     ("flags", "folder"),
     [(["--quantize"], "a0_stream_int8"), (["--quantize", "float16"], "a0_stream_float16"),
-     (["-q", "dynamic"], "a0_stream_dynamic"), (["--model", "a2", "--quantize", "int8"], "a2_stream_int8")],
+     (["--quantize", "dynamic", "-q"], "a0_stream_dynamic"), (["--model", "a2", "--quantize", "int8"], "a2_stream_int8"),
+     (["--quantize", "-q"], "a0_stream_int8"),  # -q is --quiet, as in movinet-edge: --quantize alone is int8
+     (["--quantize", "--int8-recipe", "selective"], "a0_stream_int8"),
+     (["--quantize", "--int8-recipe", "naive"], "a0_stream_int8_naive"),
+     (["--quantize", "int8", "--int8-recipe", "NAIVE"], "a0_stream_int8_naive")],
 )
 def test_quantize_flag_picks_the_precision_and_its_default_folder(
-    tmp_path, run_cli, a0_checkpoint, kinetics_labels, flags, folder
+    tmp_path, run_watched, a0_checkpoint, kinetics_labels, flags, folder
 ):
-    """`--quantize` alone means int8 (the README's quick start); the precision names the default folder,
-    which is checked first: an existing one is refused before any work."""
+    """`--quantize` alone means int8 (the README's quick start); the precision, and an int8 recipe other
+    than the default, name the default folder, which is checked first: an existing one is refused before
+    TensorFlow loads."""
     target = old_model(tmp_path / "models" / folder)
     before = snapshot(target)
 
-    result = run_cli(CLI, *flags, "--checkpoint", str(a0_checkpoint), "--labels", str(kinetics_labels),
-                     cwd=tmp_path)
+    result = run_watched(CLI, *flags, "--checkpoint", str(a0_checkpoint), "--labels", str(kinetics_labels),
+                         cwd=tmp_path)
 
-    assert_failed_cleanly(result, f"models/{folder} already exists; pass --force")
-    assert_no_work_done(result)
+    assert_refused_before_tensorflow(result, f"models/{folder} already exists; pass --force")
     assert snapshot(target) == before
 
 
+def test_the_two_int8_recipes_default_to_two_folders(tmp_path, run_watched, a0_checkpoint, kinetics_labels):
+    """Exporting naive beside selective keeps both: naive's default folder is not the selective model's."""
+    selective = old_model(tmp_path / "models" / "a0_stream_int8")
+    before = snapshot(selective)
+
+    result = run_watched(CLI, "--quantize", "--int8-recipe", "naive", "--checkpoint", str(a0_checkpoint),
+                         "--labels", str(kinetics_labels), "--parity-video", str(tmp_path / "missing.mp4"),
+                         cwd=tmp_path)
+
+    # Refused for the parity video, not for the folder: naive's would go to a0_stream_int8_naive.
+    assert_refused_before_tensorflow(result, "parity video")
+    assert snapshot(selective) == before
+    assert leftovers(tmp_path / "models") == []
+
+
+def test_the_quick_start_command_makes_the_model_movinet_edge_looks_for(tmp_path, run_watched):
+    """QUICK_START (the command movinet-edge's hints tell a user to run) writes the first folder the
+    device side looks in, and its 'no model found' hint names it in the same words."""
+    import shlex
+
+    from movinet_edge.model_path import DEFAULT_MODEL_DIRS, MAKE_MODEL_HINT
+    from movinet_export.cli import MAKE_A_MODEL_HINT, QUICK_START
+
+    old_model(tmp_path / DEFAULT_MODEL_DIRS[0])
+    program, *args = shlex.split(QUICK_START)
+
+    result = run_watched(CLI, *args, cwd=tmp_path)
+
+    assert program == "movinet-export"
+    assert_refused_before_tensorflow(result, f"{DEFAULT_MODEL_DIRS[0]} already exists; pass --force")
+    assert MAKE_MODEL_HINT.startswith(MAKE_A_MODEL_HINT)
+
+
 def test_unknown_precision_and_inputs_missing_are_refused_before_any_work(
-    tmp_path, run_cli, a0_checkpoint, kinetics_labels
+    tmp_path, run_watched, a0_checkpoint, kinetics_labels
 ):
     """A bad --quantize value, a --parity-video or --calibration-videos path that is not there, labels
-    that are not text: one line each, before minutes of building and converting."""
+    that are not text: one line each, before TensorFlow loads (let alone building and converting)."""
     common = ["--checkpoint", str(a0_checkpoint), "--output", str(tmp_path / "out")]
     labels = ["--labels", str(kinetics_labels)]
 
-    result = run_cli(CLI, "--quantize", "int4", *common, *labels)
-    assert_failed_cleanly(result, "unknown --quantize 'int4'; choose int8, float16 or dynamic")
+    result = run_watched(CLI, "--quantize", "int4", *common, *labels)
+    line = assert_refused_before_tensorflow(result, "Invalid value for '--quantize': 'int4' is not one of 'int8', ")
+    assert line.endswith("; see 'movinet-export --help'")
 
-    result = run_cli(CLI, *common, *labels, "--parity-video", str(tmp_path / "missing.mp4"))
-    assert_failed_cleanly(result, f"parity video {tmp_path / 'missing.mp4'} does not exist")
-    assert_no_work_done(result)
+    result = run_watched(CLI, *common, *labels, "--parity-video", str(tmp_path / "missing.mp4"))
+    assert_refused_before_tensorflow(result, f"parity video {tmp_path / 'missing.mp4'} does not exist")
 
-    result = run_cli(CLI, "--quantize", *common, *labels, "--calibration-videos", str(tmp_path / "none"))
-    assert_failed_cleanly(result, f"calibration video {tmp_path / 'none'} does not exist")
-    assert_no_work_done(result)
+    result = run_watched(CLI, "--quantize", *common, *labels, "--calibration-videos", str(tmp_path / "none"))
+    assert_refused_before_tensorflow(result, f"calibration video {tmp_path / 'none'} does not exist")
 
     binary = tmp_path / "labels.bin"
     binary.write_bytes(bytes(range(128, 256)) * 8)
-    result = run_cli(CLI, *common, "--labels", str(binary))
-    assert_failed_cleanly(result, f"labels {binary} is not UTF-8 text")
-    assert_no_work_done(result)
+    result = run_watched(CLI, *common, "--labels", str(binary))
+    assert_refused_before_tensorflow(result, f"labels {binary} is not UTF-8 text")
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "a9"], "Invalid value for '--model' / '-m': 'a9' is not one of 'a0', 'a1', 'a2', 'a3', 'a4', 'a5'"),
+        (["--int8-recipe", "fancy", "--quantize"], "Invalid value for '--int8-recipe': 'fancy' is not one of "
+                                                   "'selective', 'naive'"),
+        (["--resize", "diagonal"], "Invalid value for '--resize': 'diagonal' is not one of 'crop', 'pad', 'stretch'"),
+        (["--input-dtype", "uint8"], "--input-dtype uint8/int8 needs --quantize int8"),
+        (["--quantize", "--int8-recipe", "naive", "--input-dtype", "uint8"],
+         "--input-dtype uint8 does not apply to the naive int8 recipe"),
+        (["--saved-model", "{tmp}", "--checkpoint", "{tmp}"], "pass either --checkpoint or --saved-model, not both"),
+        (["--saved-model", "{tmp}/none"], "SavedModel {tmp}/none is not a directory"),
+        (["--checkpoint", "{tmp}/none"], "{tmp}/none"),
+        (["--labels", "{tmp}/none.txt"], "labels file {tmp}/none.txt does not exist"),
+    ],
+)
+def test_bad_values_are_refused_before_tensorflow_loads(tmp_path, run_watched, args, expected):
+    """Every value that can be checked without TensorFlow is (measured: under a second where the
+    ~6 s import came first). The int8 options too: before this, an unknown recipe or an input type the
+    recipe cannot take was refused only after minutes of build and calibration."""
+    args = [a.format(tmp=tmp_path) for a in args]
+
+    result = run_watched(CLI, *args, "--output", str(tmp_path / "out"))
+
+    assert_refused_before_tensorflow(result, expected.format(tmp=tmp_path))
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 
@@ -308,13 +409,6 @@ def test_unwritable_output_is_refused_before_any_work(tmp_path, run_cli, a0_chec
     assert "choose another --output" in result.stderr
     assert_no_work_done(result)
     assert leftovers(tmp_path) == [] and not output.exists()
-
-
-def test_unknown_model_id_is_one_line_error(tmp_path, run_cli):
-    result = run_cli(CLI, "--model", "a9", "--output", str(tmp_path / "out"))
-
-    assert_failed_cleanly(result, "unknown model 'a9'; choose one of a0, a1, a2, a3, a4, a5")
-    assert not (tmp_path / "out").exists()
 
 
 def test_usage_errors_are_one_line(tmp_path, run_cli):
@@ -339,6 +433,10 @@ def test_labels_that_do_not_fit_fail_before_the_build(tmp_path, run_cli, a0_chec
     assert_failed_cleanly(result, "labels have 3 entries but the model has 600 classes; pass --labels with one label")
     assert "building streaming" not in result.stderr  # no minute spent on a model that cannot be labelled
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+    # Progress from the first line: what is happening during the seconds before the refusal.
+    lines = result.stderr.splitlines()
+    assert STAGE_LINE.match(lines[0]) and f"resolving weights {a0_checkpoint}" in lines[0], lines
+    assert STAGE_LINE.match(lines[1]) and lines[1].endswith("] loading TensorFlow"), lines
 
 
 @pytest.fixture(scope="module")
@@ -435,3 +533,95 @@ def test_non_streaming_saved_model_is_refused(tmp_path, run_cli, kinetics_labels
     assert "a base model cannot stream" in message
     assert "converting to TFLite" not in result.stderr
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+# ---- labels: packaged, or where --labels says -------------------------------------------
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed again: nothing listens there
+
+
+def test_a_labels_download_that_fails_names_labels(tmp_path, run_watched, a0_checkpoint):
+    """The offline hint of a labels URL says where a local labels file goes (it used to say --checkpoint);
+    and the labels are fetched before TensorFlow loads."""
+    url = f"http://127.0.0.1:{closed_port()}/labels.txt"
+
+    result = run_watched(CLI, "--checkpoint", str(a0_checkpoint), "--labels", url, "--cache-dir",
+                         str(tmp_path / "cache"), "--output", str(tmp_path / "out"))
+
+    line = assert_refused_before_tensorflow(result, f"cannot download {url}: ")
+    assert line.endswith("pass the local file with --labels FILE") and "--checkpoint" not in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_packaged_labels_are_the_official_kinetics_600_map(kinetics_labels, tmp_path, monkeypatch):
+    """No --labels: the Kinetics-600 map shipped in the package, read without any network."""
+    from movinet_export.labels import LABELS_URL_ENV, kinetics_600_labels, load_labels
+
+    monkeypatch.delenv(LABELS_URL_ENV, raising=False)
+    dead = f"http://127.0.0.1:{closed_port()}"
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, dead)  # any download would fail
+    labels = load_labels(None, tmp_path / "cache")
+    assert labels.names == kinetics_600_labels() == read_labels(kinetics_labels)
+    assert len(labels.names) == 600 and not labels.given
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.slow
+def test_air_gapped_export_of_a_checkpoint_needs_no_labels_flag_and_no_network(
+    tmp_path, run_cli, a0_checkpoint, kinetics_labels
+):
+    """`--checkpoint` of an official-layout A0, no `--labels`, every proxy pointing nowhere: the export
+    completes with the packaged Kinetics-600 labels. (64 px: the same weights, a quicker build.)"""
+    dead = f"http://127.0.0.1:{closed_port()}"
+    env = {name: dead for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")}
+    env["no_proxy"] = env["NO_PROXY"] = ""
+    out = tmp_path / "out"
+
+    result = run_cli(CLI, "--checkpoint", str(a0_checkpoint), "--resolution", "64", "--output", str(out),
+                     "--cache-dir", str(tmp_path / "cache"), env={**env, "MOVINET_LABELS_URL": ""})
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "using the Kinetics-600 labels packaged with movinet-export" in result.stderr
+    assert read_labels(out / "labels.txt") == read_labels(kinetics_labels)
+    assert load_manifest(out / "manifest.json").num_classes == 600
+
+
+# ---- the command line itself: help, version, choices ------------------------------------
+def test_help_lists_the_choices_and_keeps_option_names_whole(run_cli):
+    """At 80 columns no option name is cut; every choice is listed with its values; -h is --help."""
+    from movinet_export.int8_recipes import RECIPES
+
+    result = run_cli(CLI, "-h", env={"COLUMNS": "80"})
+
+    assert result.returncode == 0 and result.stderr == ""
+    text = result.stdout
+    assert "--calibration-videos" in text and "…" not in text
+    for choices in ("-m, --model [a0|a1|a2|a3|a4|a5]", "--quantize [int8|float16|dynamic|float32]",
+                    "--input-dtype [float32|uint8|int8]", "--int8-recipe [selective|naive]",
+                    "--resize [crop|pad|stretch]", "-q, --quiet", "--version", "-h, --help"):
+        assert choices in text, choices
+    flat = " ".join(text.split())
+    for name, recipe in RECIPES.items():  # the registry's one-line help, each recipe
+        assert f"{name}: {recipe.help}" in flat
+    assert "[default: a0]" in text and "\\[" not in text
+    assert run_cli(CLI, "--help", env={"COLUMNS": "80"}).stdout == text
+
+
+def test_finetune_help_has_the_same_style(run_cli):
+    result = run_cli(CLI, "finetune", "-h", env={"COLUMNS": "80"})
+
+    assert result.returncode == 0
+    for choices in ("-m, --model [a0|a1|a2|a3|a4|a5]", "--resize [crop|pad|stretch]",
+                    "--precision [float32|float16|dynamic|int8]", "-q, --quiet", "-h, --help"):
+        assert choices in result.stdout, choices
+
+
+def test_version(run_cli):
+    from movinet_export import __version__
+
+    result = run_cli(CLI, "--version")
+
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"movinet-export {__version__}\n", "")

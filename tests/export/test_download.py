@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from movinet_export.checkpoints import resolve_checkpoint
 from movinet_export.download import default_cache_dir, fetch
 from movinet_export.errors import ExportError
 
@@ -301,11 +302,16 @@ def test_missing_file_url_is_one_line_error(tmp_path, cache):
 
 
 def test_http_404_is_one_line_error_that_says_what_to_do(server, cache):
+    """The offline hint names where the caller takes a local file instead (a checkpoint and a labels
+    file come in through different options); the downloader itself names no option."""
     with pytest.raises(ExportError) as error:
-        fetch(server.url("/missing.tar.gz"), cache, progress=False)
+        fetch(server.url("/missing.tar.gz"), cache, progress=False, local="the local file with --labels FILE")
 
     message = assert_one_line(error)
-    assert "HTTP 404" in message and "--checkpoint" in message
+    assert "HTTP 404" in message and message.endswith("pass the local file with --labels FILE")
+    with pytest.raises(ExportError) as error:
+        fetch(server.url("/missing.tar.gz"), cache, progress=False)
+    assert "--" not in assert_one_line(error).split("HTTP 404")[1]
     assert leftovers(cache) == set()
 
 
@@ -314,10 +320,10 @@ def test_unreachable_server_is_one_line_error(cache):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again: nothing listens there
 
-    with pytest.raises(ExportError) as error:
-        fetch(f"http://127.0.0.1:{port}/x.tar.gz", cache, progress=False)
+    with pytest.raises(ExportError) as error:  # a checkpoint URL: the hint says where a local one goes
+        resolve_checkpoint(f"http://127.0.0.1:{port}/x.tar.gz", cache, progress=False)
 
-    assert "--checkpoint" in assert_one_line(error)
+    assert assert_one_line(error).endswith("download the file elsewhere and pass the local path (e.g. --checkpoint PATH)")
 
 
 def test_server_that_does_not_answer_times_out(server, cache):

@@ -200,6 +200,10 @@ def test_cli_errors_are_one_line_and_fast(tmp_path: Path, small_dataset: Path) -
     assert "already exists; pass --force" in result.stderr and "Traceback" not in result.stderr
     result = run_export_cli("finetune", small_dataset, "--unfreeze", "some", "--output", tmp_path / "o2")
     assert result.returncode == 2 and "--unfreeze 'some'" in result.stderr
+    # A precision is a choice the parser checks (it needed TensorFlow's converter before).
+    result = run_export_cli("finetune", small_dataset, "--export", "--precision", "int4", "--output", tmp_path / "o2")
+    assert result.returncode == 2 and result.stderr.startswith(
+        "error: Invalid value for '--precision': 'int4' is not one of 'float32', 'float16', 'dynamic', 'int8'")
     assert not (tmp_path / "out").exists() and not (tmp_path / "o2").exists()
 
 
@@ -207,7 +211,9 @@ def test_export_cli_refuses_an_unknown_resize_policy(tmp_path: Path) -> None:
     """The main command's --resize (the two-step route passes the fine-tune's policy) fails in one line."""
     result = run_export_cli("--resize", "diagonal", "--output", tmp_path / "o")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: unknown --resize 'diagonal'; choose crop, pad or stretch"]
+    assert result.stderr.strip().splitlines() == [
+        "error: Invalid value for '--resize': 'diagonal' is not one of 'crop', 'pad', 'stretch'; "
+        "see 'movinet-export --help'"]
     assert not (tmp_path / "o").exists()
 
 
@@ -377,7 +383,7 @@ def test_unfreeze_values_from_the_cli() -> None:
 ])
 def test_exactly_the_chosen_blocks_are_trainable(freeze_setup: dict, unfreeze: int | None,
                                                  blocks: list[str]) -> None:
-    from movinet_export.finetune import set_trainable_blocks
+    from movinet_export.transfer import set_trainable_blocks
 
     model = freeze_setup["model"]
     assert set_trainable_blocks(model, unfreeze) == blocks
@@ -397,13 +403,14 @@ def test_one_training_step_changes_only_the_trainable_blocks(freeze_setup: dict,
     must not move either; those of trainable blocks do (training mode). Not run
     for 'all' (nothing frozen; 35 s more): the whole run below trains that way.
     """
-    from movinet_export.exporter import Stages
-    from movinet_export.finetune import FinetuneOptions, Trainer, set_trainable_blocks
+    from movinet_export.stages import Stages
+    from movinet_export.trainer import Trainer, TrainingSettings
+    from movinet_export.transfer import set_trainable_blocks
 
     model, data = freeze_setup["model"], freeze_setup["data"]
     set_trainable_blocks(model, unfreeze)
-    options = FinetuneOptions(data_dir=data.root, epochs=1, batch_size=4, unfreeze=unfreeze)
-    trainer = Trainer(model, freeze_setup["pipeline"], data, options, Stages(False))
+    settings = TrainingSettings(epochs=1, batch_size=4, learning_rate=1e-3, progress=False)
+    trainer = Trainer(model, freeze_setup["pipeline"], data, settings, Stages(False))
     names = [v.name for v in model.variables]
     before = [v.numpy().copy() for v in model.variables]
     x, y = freeze_setup["batch"]
@@ -513,7 +520,7 @@ def test_two_step_route_exports_what_the_export_flag_exported(finetuned: dict, t
     ``target`` only moves the model folders next to the test.
     """
     from movinet_edge.model import StreamingClassifier
-    from movinet_export.finetune import export_commands
+    from movinet_export.finetune_export import export_commands
 
     output, data = finetuned["output"], finetuned["data"]
     float_command, int8_command = export_commands(output, target=tmp_path)

@@ -1,4 +1,9 @@
-"""Make checkpoints in the official layout, as the model garden's tarballs hold them."""
+"""Checkpoints in the official layout, as the model garden's tarballs hold them.
+
+The random-init checkpoint itself is the package's
+(:func:`movinet_export.random_checkpoint.save_random_checkpoint`, which the benchmark uses too);
+this module packs one like a downloaded tarball and saves one from the command line.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +13,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # run as a script: our line, not TensorFlow's start-up chatter
 
+from movinet_export.random_checkpoint import save_random_checkpoint  # noqa: E402 - after the log level
 
-def save_random_checkpoint(folder: Path, model_id: str, resolution: int | None = None, seed: int = 0,
-                           num_classes: int | None = None) -> str:
-    """Save tf.train.Checkpoint(model=classifier) with random weights; returns the prefix."""
-    import tensorflow as tf
-
-    from movinet_export.build import ModelConfig, build_clip_model
-    from movinet_export.zoo import lookup
-
-    tf.keras.utils.set_random_seed(seed)
-    config = ModelConfig.from_zoo(lookup(model_id), resolution, num_classes)
-    model = build_clip_model(config)
-    folder.mkdir(parents=True, exist_ok=True)
-    return tf.train.Checkpoint(model=model).save(str(folder / "ckpt"))
+__all__ = ["official_tarball", "save_random_checkpoint"]
 
 
 def official_tarball(checkpoint_dir: Path, model_id: str, out: Path) -> Path:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from service.http_support import Clock, Feeder, Source, get, samples
 
 from movinet_edge.errors import EdgeError
 from movinet_edge.frames import Frame
@@ -17,37 +15,13 @@ from movinet_edge.results import Event, Prediction
 from movinet_edge.service.health import HealthServer
 from movinet_edge.service.metrics import ServiceMetrics
 from movinet_edge.service.monitor import EventStamper, HealthOptions, ServiceMonitor, WallClock
-from movinet_edge.sources import SourceStats
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Windowed:
-    """Stands for a long-stream window: the metrics read its ``resets``."""
+    """Stands for a long-stream window that does not say its policy: the metrics read its ``resets``
+    as state resets (test_window_metrics.py has the real windows)."""
 
     resets = 3
-
-
-class Source:
-    name = "test"
-
-    def __init__(self) -> None:
-        self.stats = SourceStats(frames=0, dropped=7, failed_reads=1, reconnects=2)
-
-
-def get(url: str, accept: str | None = None) -> tuple[int, str, str]:
-    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as r:
-            return r.status, r.headers["Content-Type"], r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers["Content-Type"], e.read().decode()
 
 
 @pytest.fixture
@@ -73,15 +47,6 @@ def feed(monitor: ServiceMonitor, metrics: ServiceMetrics, clock: Clock, source:
             prediction = Prediction(clock.now, i, i, np.ones(2), [("juggling", 0.7)], 25.0)
             monitor.on_prediction(prediction, frame)
             metrics.on_prediction(prediction, frame)
-
-
-def samples(text: str) -> dict[str, float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
-            out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
-    return out
 
 
 def test_healthz_is_503_until_frames_flow_then_200(served) -> None:
@@ -132,6 +97,49 @@ def test_events_endpoint_keeps_the_most_recent(served) -> None:
     assert get(server.url + "/events?limit=x")[0] == 400
     status, _, body = get(server.url + "/nope")
     assert status == 404 and "/healthz" in json.loads(body)["error"]
+
+
+def test_healthz_is_not_ok_before_rates_are_known(served) -> None:
+    """The first second after the first frame: frames flow, but whether inference keeps up is unknown."""
+    server, monitor, metrics, clock, source = served
+    feeder = Feeder(monitor, clock, source=source)
+    feeder.run(0.5)
+    status, _, body = get(server.url + "/healthz")
+    health = json.loads(body)
+    assert status == 503 and health["status"] == "starting" and "measuring rates" in health["reason"], body
+    feeder.run(1.0)
+    assert get(server.url + "/healthz")[0] == 200
+
+
+def test_healthz_is_200_within_2_s_of_frames_coming_back(served) -> None:
+    """After an outage the rate window must not span it: a probe would restart a healthy service."""
+    server, monitor, metrics, clock, source = served
+    feeder = Feeder(monitor, clock, source=source)  # 10 fps, 5 steps/s: what the 5 fps model can do
+    feeder.run(12)
+    assert get(server.url + "/healthz")[0] == 200
+    clock.now += 8  # the camera is gone for 8 s
+    status, _, body = get(server.url + "/healthz")
+    assert status == 503 and json.loads(body)["status"] == "stalled"
+    answers = []
+    for tick in range(1, 101):  # frames again; /healthz every 0.1 s for 10 s
+        feeder.run(0.1)
+        status, _, body = get(server.url + "/healthz")
+        answers.append((round(tick * 0.1, 1), status, json.loads(body)["status"]))
+    first_ok = next((t for t, status, _ in answers if status == 200), None)
+    assert first_ok is not None and first_ok <= 2.0, answers[:30]
+    assert all(status == 200 for t, status, _ in answers if t >= first_ok), answers  # and it stays so
+    assert {state for t, _, state in answers if t < first_ok} <= {"recovering"}, answers
+
+
+def test_a_pause_shorter_than_the_timeout_is_not_called_behind(served) -> None:
+    server, monitor, metrics, clock, source = served
+    monitor.options.frame_timeout = 5.0
+    feeder = Feeder(monitor, clock, source=source)
+    feeder.run(10)
+    clock.now += 4.0  # no frame for 4 s, under the timeout: the rates are what they were, not diluted
+    status, _, body = get(server.url + "/healthz")
+    health = json.loads(body)
+    assert status == 200 and health["last_frame_age_s"] == 4.0 and abs(health["model_fps"] - 5.0) < 0.3, body
 
 
 def test_a_port_in_use_is_a_clear_error(served) -> None:

@@ -58,7 +58,9 @@ def test_health_follows_the_frames() -> None:
     health = monitor.health()
     assert (health.ok, health.state) == (False, "starting")
     run(monitor, clock, stats, seconds=0.4, camera_fps=30, step_every=6)
-    assert monitor.health().ok  # frames flow; too early to judge rates
+    # Frames flow, but whether inference keeps up is not known yet: not "ok" (the 200 here).
+    health = monitor.health()
+    assert (health.ok, health.state) == (False, "starting") and "measuring rates" in health.reason
     run(monitor, clock, stats, seconds=4, camera_fps=30, step_every=6)
     health = monitor.health()
     assert (health.ok, health.state) == (True, "ok"), health

@@ -167,3 +167,24 @@ def test_installed_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert verify.returncode == 0, verify.stderr
     assert "movinet-edge.service" not in verify.stderr, verify.stderr  # no complaint about our unit
+
+
+def test_a_config_error_exits_with_the_status_the_unit_does_not_restart(tmp_path: Path) -> None:
+    """`serve` with a broken config exits 78 (EX_CONFIG), and the unit names exactly that status in
+    RestartPreventExitStatus=, so systemd does not restart a misconfigured device in a loop."""
+    settings = _settings(render_packaged_unit())
+    assert settings["Restart"] == ["on-failure"]
+    config = tmp_path / "bad.toml"
+    config.write_text("[model]\ntop_k = 0\n")
+    result = subprocess.run([*serve_command(), "serve", "--config", str(config)], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)  # fmt: skip
+    assert "Traceback" not in result.stderr and "top_k" in result.stderr
+    assert settings["RestartPreventExitStatus"] == [str(result.returncode)] == ["78"]
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        missing_tool("systemd-analyze is not installed (Debian package systemd)")
+    unit = tmp_path / "movinet-edge.service"
+    unit.write_text(render_packaged_unit())
+    verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    # systemd's own parser knows the setting (a typo would be "Unknown key name"); the binary is not here.
+    assert "RestartPreventExitStatus" not in verify.stderr and "Unknown" not in verify.stderr, verify.stderr

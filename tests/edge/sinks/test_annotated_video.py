@@ -1,11 +1,11 @@
-"""Sinks: console lines, JSON lines, an annotated video written atomically, and the
-display's refusal on a headless OpenCV."""
+"""The annotated video (complete or absent, never half-written; bad paths refused in one line
+before any work) and the display's refusal on a headless OpenCV."""
 
 from __future__ import annotations
 
-import io
-import json
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -13,15 +13,8 @@ import numpy as np
 import pytest
 from movinet_edge.errors import EdgeError
 from movinet_edge.frames import Frame
-from movinet_edge.results import Event, Prediction
-from movinet_edge.sinks import (
-    DISPLAY_NEEDS_GUI,
-    AnnotatedVideoSink,
-    ConsoleSink,
-    DisplaySink,
-    JsonLinesSink,
-    opencv_has_gui,
-)
+from movinet_edge.results import Prediction
+from movinet_edge.sinks import DISPLAY_NEEDS_GUI, AnnotatedVideoSink, DisplaySink, opencv_has_gui
 from movinet_edge.sources import VideoFileSource
 
 
@@ -35,63 +28,6 @@ def prediction(step: int = 3, timestamp: float = 0.6) -> Prediction:
         top_k=[("carving ice", 0.7), ("ice skating", 0.2)],
         latency_ms=12.3456,
     )
-
-
-FRAME = Frame(np.zeros((8, 8, 3), np.uint8), 0.6, 18)
-
-
-def test_console_lines() -> None:
-    out = io.StringIO()
-    sink = ConsoleSink(out)
-    # A live source's timestamps are a monotonic clock: shown as time since the first frame.
-    sink.on_frame(Frame(FRAME.image, 100.0, 0))
-    sink.on_prediction(prediction(timestamp=100.6), FRAME)
-    sink.on_event(Event(kind="new", label="carving ice", score=0.7, start=100.4, timestamp=100.6))
-    sink.on_event(Event(kind="end", label="carving ice", score=0.9, start=100.4, end=102.4, timestamp=102.4))
-    sink.close()
-    lines = out.getvalue().splitlines()
-    assert lines == [
-        "    0.60s  step     3  carving ice 0.700 | ice skating 0.200  (12.3 ms)",
-        "* carving ice started at 0.40s (score 0.700)",
-        "* carving ice ended at 2.40s after 2.00s (peak score 0.900)",
-    ]
-
-
-def test_json_lines() -> None:
-    out = io.StringIO()
-    sink = JsonLinesSink(out)
-    sink.on_prediction(prediction(), FRAME)
-    sink.on_event(
-        Event(
-            kind="end",
-            label="carving ice",
-            score=0.9,
-            start=0.4,
-            end=2.4,
-            timestamp=2.4,
-            extra={"duration": 2.0, "kind": "not this one"},
-        )
-    )
-    sink.close()
-    first, second = (json.loads(line) for line in out.getvalue().splitlines())
-    assert first == {
-        "type": "prediction",
-        "timestamp": 0.6,
-        "frame_index": 18,
-        "step": 3,
-        "top_k": [{"label": "carving ice", "score": 0.7}, {"label": "ice skating", "score": 0.2}],
-        "latency_ms": 12.346,
-    }
-    assert second == {
-        "type": "event",
-        "kind": "end",
-        "label": "carving ice",
-        "score": 0.9,
-        "start": 0.4,
-        "end": 2.4,
-        "timestamp": 2.4,
-        "duration": 2.0,
-    }
 
 
 def write_clip(sink: AnnotatedVideoSink, path: Path, predict_every: int = 6) -> int:
@@ -193,3 +129,45 @@ def test_display_on_a_headless_opencv() -> None:
         DisplaySink()
     assert str(info.value) == DISPLAY_NEEDS_GUI
     assert "pip install opencv-python instead of opencv-python-headless" in str(info.value)
+
+
+def test_a_path_the_system_refuses_is_one_line_before_any_frame(tmp_path: Path) -> None:
+    """/proc and /sys refuse files even to root (whom os.access lets through): the constructor says so."""
+    with pytest.raises(EdgeError) as info:
+        AnnotatedVideoSink("/proc/x.mp4", fps=5.0)
+    message = str(info.value)
+    assert message.startswith("cannot write /proc/x.mp4:") and "\n" not in message
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o500)
+    try:
+        probe = readonly / "probe"
+        try:
+            probe.touch()
+            writable = True  # root ignores the mode bits
+            probe.unlink()
+        except PermissionError:
+            writable = False
+        if not writable:
+            with pytest.raises(EdgeError, match="cannot write .*out.mp4"):
+                AnnotatedVideoSink(readonly / "out.mp4", fps=5.0)
+    finally:
+        readonly.chmod(0o700)
+    with pytest.raises(EdgeError, match="name ending in .mp4"):
+        AnnotatedVideoSink(tmp_path / "no-suffix", fps=5.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["readonly"]  # no probe or temporary file left
+
+
+def test_save_to_proc_on_the_command_line_is_one_line(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
+    """The CLI turns the constructor's EdgeError into one line and a non-zero exit, no traceback."""
+    script = Path(sys.executable).with_name("movinet-edge")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "movinet_edge.cli"]
+    result = subprocess.run(
+        [*command, "--video", str(clips / "carving_ice.mp4"),
+         "--model", str(float_model_dir), "--save", "/proc/x.mp4", "--max-steps", "2"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "/proc/x.mp4" in line]
+    assert len(errors) == 1 and "cannot write /proc/x.mp4" in errors[0]

@@ -1,5 +1,6 @@
 """The MQTT publisher against a real mosquitto: availability, info, events, the bounded
-queue while the broker is away, passwords and TLS."""
+queue while the broker is away, passwords and TLS. (Failures an operator must see, Home
+Assistant discovery and several cameras: test_mqtt_failures.py, test_home_assistant.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from movinet_edge.service.mqtt import MqttOptions, MqttSink
+from movinet_edge.sinks.mqtt import MqttOptions, MqttSink, TlsOptions
 from service.support import missing_tool, wait_until
 
 
@@ -22,8 +23,8 @@ def record(seq: int, kind: str = "update") -> dict:
 def sinks():
     made: list[MqttSink] = []
 
-    def make(options: MqttOptions, **kwargs) -> MqttSink:
-        sink = MqttSink(options, **kwargs)
+    def make(options: MqttOptions, device_id: str = "cam1", **kwargs) -> MqttSink:
+        sink = MqttSink(options, device_id, **kwargs)
         made.append(sink)
         return sink.start()
 
@@ -34,7 +35,7 @@ def sinks():
 
 def test_availability_info_events_and_offline(broker, subscribe, sinks) -> None:
     sub = subscribe(broker.port, "edge/cam1/#")
-    sink = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam1", topic_prefix="edge"),
+    sink = sinks(MqttOptions(host="127.0.0.1", port=broker.port, topic_prefix="edge"),
                  info={"model": "a0"})
     wait_until(lambda: sink.stats.connected, what="the connection")
     for seq in range(1, 4):
@@ -56,7 +57,7 @@ def test_availability_info_events_and_offline(broker, subscribe, sinks) -> None:
 def test_events_wait_for_the_broker_in_a_bounded_queue(broker, subscribe, sinks) -> None:
     sub = subscribe(broker.port, "movinet-edge/cam1/events")  # persistent: the broker keeps its session
     broker.stop()
-    sink = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam1", queue_size=3,
+    sink = sinks(MqttOptions(host="127.0.0.1", port=broker.port, queue_size=3,
                              reconnect_max_delay=1.0))
     for seq in range(1, 6):
         sink.publish_event(record(seq))
@@ -77,9 +78,9 @@ def test_username_and_password(make_broker, subscribe, sinks, tmp_path: Path) ->
     subprocess.run([tool, "-b", str(passwords), "cam1", "s3cret"], check=True, capture_output=True)
     passwords.chmod(0o600)
     broker = make_broker("auth", listener_options=f"password_file {passwords}\n", allow_anonymous=False)
-    wrong = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam1", username="cam1", password="no"))
-    right = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam2", username="cam1",
-                              password="s3cret"))
+    wrong = sinks(MqttOptions(host="127.0.0.1", port=broker.port, username="cam1", password="no"))
+    right = sinks(MqttOptions(host="127.0.0.1", port=broker.port, username="cam1",
+                              password="s3cret"), "cam2")
     wait_until(lambda: right.stats.connected, what="the connection with the right password")
     wait_until(lambda: wrong.stats.last_error, what="the refusal")
     assert not wrong.stats.connected and "authori" in wrong.stats.last_error.lower()
@@ -104,19 +105,20 @@ def test_tls_with_a_private_ca(make_broker, sinks, tmp_path: Path) -> None:
     broker = make_broker("tls", listener_options=(
         f"cafile {d / 'ca.crt'}\ncertfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\n"
     ))  # fmt: skip
-    sink = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam1", tls=True, ca_file=d / "ca.crt"))
+    tls = TlsOptions(enabled=True, ca_file=d / "ca.crt")
+    sink = sinks(MqttOptions(host="127.0.0.1", port=broker.port, tls=tls))
     wait_until(lambda: sink.stats.connected, what="a TLS connection")
     sink.publish_event(record(1))
     wait_until(lambda: sink.queued == 0, what="the acknowledgement")
     # Without our CA the broker's certificate is not trusted: no connection.
-    untrusted = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam2", tls=True))
+    untrusted = sinks(MqttOptions(host="127.0.0.1", port=broker.port, tls=TlsOptions(enabled=True)), "cam2")
     wait_until(lambda: untrusted.stats.last_error, what="the failed handshake")
     assert not untrusted.stats.connected
 
 
 def test_event_payload_is_compact_json(broker, subscribe, sinks) -> None:
     sub = subscribe(broker.port, "movinet-edge/cam1/events", persistent=False, client_id="p")
-    sink = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam1", qos=0, retain=True))
+    sink = sinks(MqttOptions(host="127.0.0.1", port=broker.port, qos=0, retain=True))
     wait_until(lambda: sink.stats.connected, what="the connection")
     sink.publish_event({**record(1), "label": "tai chi — 太极"})
     message = wait_until(lambda: sub.on("movinet-edge/cam1/events"), what="the event")[0]
@@ -129,8 +131,8 @@ def test_retained_events_reach_a_subscriber_that_connects_later(broker, subscrib
     A dashboard that starts after the event still sees the current action; with
     the default (no retain) it sees nothing until the next event.
     """
-    retained = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam1", qos=1, retain=True))
-    plain = sinks(MqttOptions(host="127.0.0.1", port=broker.port, device_id="cam2", qos=1))
+    retained = sinks(MqttOptions(host="127.0.0.1", port=broker.port, qos=1, retain=True))
+    plain = sinks(MqttOptions(host="127.0.0.1", port=broker.port, qos=1), "cam2")
     wait_until(lambda: retained.stats.connected and plain.stats.connected, what="both connections")
     retained.publish_event(record(1, "new"))
     retained.publish_event(record(2))

@@ -1,0 +1,38 @@
+"""The edge tests' model: the committed golden one, so they run without TensorFlow.
+
+The device runtime never imports TensorFlow, and its tests should not need it
+either: ``pip install . pytest && pytest tests/edge`` must pass on the base
+install, in about a minute. Tests that only need *a* streaming model written by
+our exporter take ``golden_model_dir``: tests/golden/tiny_a0_int8, a
+random-init A0 exported by our own exporter to our selective int8 recipe
+(64 px, 8 classes, A0's 43 states), made by tests/golden/regenerate.py and
+checked against a fresh export by tests/export/test_golden.py.
+
+Tests that need a particular export (float32 against TensorFlow, the naive
+int8 recipe, integer image inputs, Kinetics-600 labels) keep the session
+fixtures of tests/conftest.py, which export with TensorFlow and skip, saying
+so, where it is not installed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "tiny_a0_int8"
+
+
+@pytest.fixture(scope="session")
+def golden_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the golden model folder (model.tflite, manifest.json, labels.txt).
+
+    A copy, so that a test that writes beside its model cannot change the
+    committed files.
+    """
+    if not (GOLDEN / "model.tflite").is_file():
+        pytest.fail(f"the golden model is missing at {GOLDEN}; run tests/golden/regenerate.py")
+    copy = tmp_path_factory.mktemp("golden") / GOLDEN.name
+    shutil.copytree(GOLDEN, copy)
+    return copy
