@@ -382,20 +382,27 @@ def build(config: RunConfig, hooks: BuildHooks | None = None) -> Assembly:
         # Network sinks first: their configuration (TLS material) is checked before the model loads.
         # ``hooks.info`` is filled in by the entry point once the model is known; they publish it on start().
         network = [kind.open(options, shared) for kind, options in kinds if _is_network(kind)]
+        # The per-camera sinks are opened before the model too: a --display without a GUI or an
+        # unwritable --save is refused in a second, not after the model loaded.
+        contexts = [replace(shared, source_fps=source.fps,
+                            stdout=_TaggedLines(stdout, camera.id) if config.many else stdout)
+                    for camera, source in zip(config.cameras, sources)]  # fmt: skip
+        configured = [[kind.open(_per_camera(options, camera.id, config.many), context)
+                       for kind, options in kinds if not _is_network(kind)]
+                      for camera, context in zip(config.cameras, contexts)]  # fmt: skip
         model = open_model(config.model)
         streams: list[Stream] = []
         for index, (camera, source) in enumerate(zip(config.cameras, sources)):
             live = camera.source.spec.live
             classifier = model if index == 0 else model.fork()
             classifier = windowed(classifier, camera.window, live)
-            out: TextIO = _TaggedLines(stdout, camera.id) if config.many else stdout  # type: ignore[assignment]
-            context = replace(shared, source_fps=source.fps, stdout=out)
             sinks: list[Any] = []
             if hooks.camera_sinks is not None:
                 sinks += hooks.camera_sinks(camera.id, source, classifier)
-            for kind, options in kinds:
-                if not _is_network(kind):
-                    sinks.append(kind.open(_per_camera(options, camera.id, config.many), context))
+            sinks += configured[index]
+            # A network sink that also follows predictions (Home Assistant's current action)
+            # gets a per-camera view of itself.
+            sinks += [sink.camera_sink(camera.id) for sink in network if hasattr(sink, "camera_sink")]
             pipeline = PipelineOptions(
                 top_k=config.model.top_k, smoothing=config.smoothing, events=camera.events, max_steps=config.max_steps,
             )  # fmt: skip

@@ -27,31 +27,45 @@ Once per model, at the largest thread count:
 Plus the XNNPACK delegate coverage (partitions, ops left on built-in kernels).
 Timings on a busy machine are noisy: the report records the load average
 before and after so a reader can judge. No assert here is about time.
+
+This module runs the measurements of one model and several; the parts live
+beside it: the result types (bench_results), the machine (bench_machine),
+the timed loops (bench_loops), fresh processes (bench_cold_start), the table
+(bench_table), and N cameras through one process (bench_streams).
 """
 
 from __future__ import annotations
 
-import math
 import os
-import platform
-import statistics
-import subprocess
-import sys
 import tempfile
-import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from .bench_cold_start import COLD_START_TIMEOUT_S, bench_cold_start, cold_start_once, edge_command
+from .bench_loops import bench_decode, bench_frames, bench_pipeline, bench_reference, bench_step
+from .bench_machine import MachineInfo, load_average, machine_info
+from .bench_results import (
+    BenchReport,
+    ColdStart,
+    LoopThroughput,
+    ModelBench,
+    StepLatency,
+    ThreadResult,
+    report_to_dict,
+)
+from .bench_table import format_table
 from .errors import EdgeError
-from .manifest import LABELS_NAME, MODEL_NAME, write_json_atomic
+from .manifest import LABELS_NAME, MODEL_NAME
 from .progress import Progress
 
-COLD_START_TIMEOUT_S = 300.0
+__all__ = [
+    "COLD_START_TIMEOUT_S", "BenchOptions", "BenchReport", "ColdStart", "LoopThroughput", "MachineInfo",
+    "ModelBench", "StepLatency", "ThreadResult", "bench_cold_start", "bench_decode", "bench_frames",
+    "bench_model", "bench_models", "bench_pipeline", "bench_reference", "bench_step", "cold_start_once",
+    "edge_command", "format_table", "machine_info", "report_to_dict",
+]  # fmt: skip
 
 
 @dataclass
@@ -92,491 +106,6 @@ class BenchOptions:
             self.clip = Path(self.clip)
             if not self.clip.is_file():
                 raise EdgeError(f"clip {self.clip} does not exist; pass a video file with --clip")
-
-
-# --- results ----------------------------------------------------------------------------
-
-
-@dataclass
-class StepLatency:
-    """Bare model steps at one thread count (milliseconds)."""
-
-    threads: int
-    iterations: int
-    median_ms: float
-    p90_ms: float
-    mean_ms: float
-    min_ms: float
-
-    @property
-    def fps(self) -> float:
-        return 1000.0 / self.median_ms if self.median_ms > 0 else 0.0
-
-
-@dataclass
-class LoopThroughput:
-    """One loop ("movinet-edge" or "reference") over ``passes`` runs of a clip.
-
-    ``fps`` is model steps per second of wall time; ``median_step_ms`` is the
-    loop's own per-step time (ours: resize + step; the reference's: its
-    "time per inference", cvtColor + classify with its pre/post-processing).
-    """
-
-    loop: str
-    threads: int
-    passes: int
-    frames: int
-    steps: int
-    wall_s: float
-    median_step_ms: float
-    adapted: list[str] = field(default_factory=list)
-    decode_s: float | None = None  # the same passes decoded only (VideoFileSource, no model): ours only
-
-    @property
-    def fps(self) -> float:
-        return self.steps / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def frames_per_s(self) -> float:
-        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def seconds_per_pass(self) -> float:
-        return self.wall_s / self.passes
-
-
-@dataclass
-class ThreadResult:
-    threads: int
-    step: StepLatency
-    pipeline: LoopThroughput | None = None
-    reference: LoopThroughput | None = None
-
-    @property
-    def overhead_pct(self) -> float | None:
-        """Pipeline time per step over the bare step's mean, in percent."""
-        if self.pipeline is None or self.pipeline.steps == 0 or self.step.mean_ms <= 0:
-            return None
-        per_step_ms = self.pipeline.wall_s * 1000.0 / self.pipeline.steps
-        return (per_step_ms / self.step.mean_ms - 1.0) * 100.0
-
-    @property
-    def overhead_excl_decode_pct(self) -> float | None:
-        """The same, with the time a decode-only pass takes taken out: what our loop adds besides decoding."""
-        p = self.pipeline
-        if p is None or p.decode_s is None or p.steps == 0 or self.step.mean_ms <= 0:
-            return None
-        per_step_ms = (p.wall_s - p.decode_s) * 1000.0 / p.steps
-        return (per_step_ms / self.step.mean_ms - 1.0) * 100.0
-
-    @property
-    def reference_ratio(self) -> float | None:
-        """How many times faster our loop gets through the clip than the reference."""
-        if self.pipeline is None or self.reference is None or self.pipeline.wall_s <= 0:
-            return None
-        ours = self.pipeline.wall_s / max(self.pipeline.frames, 1)
-        theirs = self.reference.wall_s / max(self.reference.frames, 1)
-        return theirs / ours
-
-
-@dataclass
-class ColdStart:
-    """Fresh ``movinet-edge`` processes on the clip."""
-
-    threads: int
-    runs: list[float]  # seconds from spawn to the first prediction, per process
-    peak_rss_mb: float  # the largest of the processes' peak resident set sizes
-    peak_private_mb: float  # of that, anonymous memory (what the process allocated), sampled every 10 ms
-    peak_file_backed_mb: float  # mapped files (shared libraries, the model), sampled every 10 ms
-    command: list[str]
-
-    @property
-    def median_s(self) -> float:
-        return statistics.median(self.runs) if self.runs else math.nan
-
-
-@dataclass
-class ModelBench:
-    model: str
-    model_id: str
-    precision: str
-    int8_recipe: str | None
-    runtime: str
-    runtime_version: str
-    resolution: int
-    model_mb: float
-    coverage: dict[str, Any]
-    threads: list[ThreadResult] = field(default_factory=list)
-    cold_start: ColdStart | None = None
-    name: str = ""  # short name for tables (the model folder's name)
-    error: str | None = None  # why the measurements stopped (the runtime could not load or run the model)
-
-
-@dataclass
-class MachineInfo:
-    """Where the numbers were taken; the README table quotes it."""
-
-    cpu: str
-    machine: str
-    cores: int
-    usable_cores: int
-    memory_gb: float
-    system: str
-    python: str
-    numpy: str
-    opencv: str
-    runtime: str
-    load_before: tuple[float, float, float] | None = None
-    load_after: tuple[float, float, float] | None = None
-
-    def summary(self) -> str:
-        load = ""
-        if self.load_before is not None:
-            load = f", load average {self.load_before[0]:.2f} before"
-            if self.load_after is not None:
-                load += f" / {self.load_after[0]:.2f} after"
-        return (
-            f"{self.cpu} ({self.machine}), {self.usable_cores} of {self.cores} cores usable, "
-            f"{self.memory_gb:.1f} GB RAM, {self.system}, Python {self.python}, numpy {self.numpy}, "
-            f"OpenCV {self.opencv}, {self.runtime}{load}"
-        )
-
-
-@dataclass
-class BenchReport:
-    machine: MachineInfo
-    options: dict[str, Any]
-    models: list[ModelBench] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)  # what a bench script adds (sizes, export times)
-
-    def to_dict(self) -> dict[str, Any]:
-        return report_to_dict(self)
-
-    def write_json(self, path: str | os.PathLike[str]) -> None:
-        write_json_atomic(Path(path), self.to_dict())
-
-
-def _with_derived(obj: Any) -> Any:
-    """asdict plus the derived numbers (fps, overhead, ratio) that readers of the JSON want."""
-    if isinstance(obj, StepLatency):
-        return {**asdict(obj), "fps": round(obj.fps, 3)}
-    if isinstance(obj, LoopThroughput):
-        d = asdict(obj)
-        d.update(fps=round(obj.fps, 3), frames_per_s=round(obj.frames_per_s, 3))
-        return d
-    if isinstance(obj, ThreadResult):
-        return {
-            "threads": obj.threads,
-            "step": _with_derived(obj.step),
-            "pipeline": _with_derived(obj.pipeline) if obj.pipeline else None,
-            "reference": _with_derived(obj.reference) if obj.reference else None,
-            "pipeline_overhead_pct": _round(obj.overhead_pct),
-            "pipeline_overhead_excl_decode_pct": _round(obj.overhead_excl_decode_pct),
-            "reference_ratio": _round(obj.reference_ratio),
-        }
-    if isinstance(obj, ColdStart):
-        return {**asdict(obj), "median_s": _round(obj.median_s)}
-    if isinstance(obj, ModelBench):
-        d = {k: v for k, v in asdict(obj).items() if k not in ("threads", "cold_start")}
-        d["threads"] = [_with_derived(t) for t in obj.threads]
-        d["cold_start"] = _with_derived(obj.cold_start) if obj.cold_start else None
-        return d
-    return obj
-
-
-def _round(value: float | None, digits: int = 4) -> float | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return round(value, digits)
-
-
-def report_to_dict(report: BenchReport) -> dict[str, Any]:
-    return {
-        "machine": asdict(report.machine),
-        "options": report.options,
-        "models": [_with_derived(m) for m in report.models],
-        **({"extra": report.extra} if report.extra else {}),
-    }
-
-
-# --- the machine --------------------------------------------------------------------------
-
-
-def _cpu_name() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return platform.processor() or platform.machine()
-    for key in ("model name", "Model", "Hardware"):
-        for line in text.splitlines():
-            if line.split(":")[0].strip() == key and ":" in line:
-                return line.split(":", 1)[1].strip()
-    try:  # Raspberry Pi OS on arm64 names the board only in the device tree
-        return Path("/proc/device-tree/model").read_text(errors="replace").strip("\x00 \n")
-    except OSError:
-        return platform.processor() or platform.machine()
-
-
-def _memory_gb() -> float:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 1024 / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0.0
-
-
-def _load() -> tuple[float, float, float] | None:
-    try:
-        return tuple(round(x, 2) for x in os.getloadavg())  # type: ignore[return-value]
-    except OSError:
-        return None
-
-
-def machine_info(runtime: str | None = None) -> MachineInfo:
-    import cv2
-
-    from .runtime import find_runtime
-
-    rt = find_runtime(runtime)
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 1
-    return MachineInfo(
-        cpu=_cpu_name(),
-        machine=platform.machine(),
-        cores=os.cpu_count() or 1,
-        usable_cores=usable,
-        memory_gb=round(_memory_gb(), 2),
-        system=f"{platform.system()} {platform.release()}",
-        python=platform.python_version(),
-        numpy=np.__version__,
-        opencv=cv2.__version__,
-        runtime=f"{rt.name} {rt.version}",
-        load_before=_load(),
-    )
-
-
-# --- measurements ---------------------------------------------------------------------------
-
-
-def _percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else math.nan
-
-
-def bench_frames(classifier: Any, clip: Path | None, count: int = 32) -> np.ndarray:
-    """Square frames at the model resolution: the clip's, sampled as the stream would, else seeded noise."""
-    if clip is not None:
-        from .clip import load_clip
-
-        return load_clip(clip, classifier.fps, classifier.resolution, classifier.resize_policy, max_frames=count)
-    rng = np.random.default_rng(0)
-    return rng.integers(0, 256, (count, classifier.resolution, classifier.resolution, 3), dtype=np.uint8)
-
-
-def bench_step(classifier: Any, frames: np.ndarray, iterations: int, warmup: int = 5) -> StepLatency:
-    """Time ``step_square`` (encode, invoke, carry states) over the frames, cycling."""
-    n = len(frames)
-    classifier.reset()
-    for i in range(warmup):
-        classifier.step_square(frames[i % n])
-    perf = time.perf_counter
-    times: list[float] = []
-    for i in range(iterations):
-        frame = frames[(warmup + i) % n]
-        t0 = perf()
-        classifier.step_square(frame)
-        times.append((perf() - t0) * 1000.0)
-    return StepLatency(
-        threads=int(classifier.num_threads or 0),
-        iterations=iterations,
-        median_ms=statistics.median(times),
-        p90_ms=_percentile(times, 90),
-        mean_ms=statistics.fmean(times),
-        min_ms=min(times),
-    )
-
-
-def bench_decode(clip: Path, decode_threads: int | None = None) -> float:
-    """Seconds to decode the clip once through our source, nothing else (the floor of any file loop)."""
-    from .sources import VideoFileSource, quiet_opencv_logs
-
-    quiet_opencv_logs()
-    with VideoFileSource(clip, decode_threads=decode_threads) as source:
-        start = time.perf_counter()
-        for _ in source:
-            pass
-        return time.perf_counter() - start
-
-
-def bench_pipeline(classifier: Any, clip: Path, passes: int) -> LoopThroughput:
-    """Our loop (:func:`run_pipeline`, no sinks) over the clip ``passes`` times.
-
-    Each pass is preceded by a decode-only pass, so ``decode_s`` is taken
-    under the same conditions (a busy machine drifts) as the loop's time.
-    """
-    from .pipeline import PipelineOptions, run_pipeline
-    from .sources import VideoFileSource, decode_threads_for, quiet_opencv_logs
-
-    quiet_opencv_logs()
-    decode_threads = decode_threads_for(classifier.num_threads)  # as the CLI opens it
-    frames = steps = 0
-    wall = decode = 0.0
-    medians: list[float] = []
-    for _ in range(passes):
-        decode += bench_decode(clip, decode_threads)
-        with VideoFileSource(clip, decode_threads=decode_threads) as source:
-            stats = run_pipeline(source, classifier, [], PipelineOptions(top_k=5))
-        frames += stats.frames_read
-        steps += stats.steps
-        wall += stats.wall_s
-        medians.append(stats.median_latency_ms)
-    return LoopThroughput(
-        loop="movinet-edge",
-        threads=int(classifier.num_threads or 0),
-        passes=passes,
-        frames=frames,
-        steps=steps,
-        wall_s=wall,
-        median_step_ms=statistics.median(medians),
-        decode_s=decode,
-    )
-
-
-def bench_reference(model_path: Path, labels: Path, clip: Path, threads: int, passes: int,
-                    runtime: Any = None) -> LoopThroughput:
-    """The reference loop over the clip ``passes`` times, each pass a new scene (``clear()``)."""
-    from .reference_loop import ReferenceOptions, ReferenceVideoClassifier, run_reference_loop
-
-    reference = ReferenceVideoClassifier(model_path, labels, ReferenceOptions(num_threads=threads), runtime)
-    frames = steps = 0
-    wall = 0.0
-    step_ms: list[float] = []
-    for _ in range(passes):
-        reference.clear()
-        run = run_reference_loop(reference, clip)
-        frames += run.frames_read
-        steps += run.steps
-        wall += run.wall_s
-        step_ms.extend(run.classify_ms)
-    return LoopThroughput(
-        loop="reference",
-        threads=threads,
-        passes=passes,
-        frames=frames,
-        steps=steps,
-        wall_s=wall,
-        median_step_ms=statistics.median(step_ms) if step_ms else math.nan,
-        adapted=list(reference.adapted),
-    )
-
-
-def edge_command() -> list[str]:
-    """The ``movinet-edge`` console script of this environment (or ``python -m`` it)."""
-    script = Path(sys.executable).with_name("movinet-edge")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "movinet_edge.cli"]
-
-
-_RSS_MARK = "movinet-bench-peak-rss-kib="
-# Forks from a process of a few MB, execs the command, waits for it and appends
-# its own ru_maxrss to stderr; exits with the command's status.
-_RSS_LAUNCHER = f"""
-import os, sys, time
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execvp(sys.argv[1], sys.argv[1:])
-    finally:
-        os._exit(127)
-anon = shared = 0
-while True:
-    done, status, usage = os.wait4(pid, os.WNOHANG)
-    if done:
-        break
-    try:
-        with open("/proc/%d/status" % pid) as fh:
-            for line in fh:
-                if line.startswith("RssAnon:"):
-                    anon = max(anon, int(line.split()[1]))
-                elif line.startswith("RssFile:"):
-                    shared = max(shared, int(line.split()[1]))
-    except OSError:
-        pass
-    time.sleep(0.01)
-sys.stderr.write("\\n{_RSS_MARK}%d %d %d\\n" % (usage.ru_maxrss, anon, shared))
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
-def cold_start_once(model: Path, clip: Path, threads: int, runtime: str | None = None,
-                    timeout: float = COLD_START_TIMEOUT_S) -> tuple[float, tuple[float, float, float], list[str]]:
-    """Spawn ``movinet-edge --video CLIP --json``: (seconds to first prediction, memory, command).
-
-    Memory is (peak RSS, peak private RSS, peak file-backed RSS) in MB. The
-    process runs the whole clip so that the peaks cover a real run, not only
-    the start. It is started by a small launcher process (see
-    :data:`_RSS_LAUNCHER`) because Linux carries the high-water RSS of the
-    process that forks into the child's ``ru_maxrss`` across exec: spawned
-    straight from a benchmark that holds models and frames, every child
-    "peaked" at the benchmark's own size (225 MB measured for a 105 MB run).
-    The launcher also samples the child's RssAnon and RssFile every 10 ms: the
-    file-backed part (the shared libraries' pages) depends on the page cache,
-    not on us (identical wheels measured 48 MB in one venv, 77 MB in a freshly
-    installed one, at the same 37 MB private).
-    """
-    command = [*edge_command(), "--video", str(clip), "--model", str(model), "--json",
-               "--no-window", "--threads", str(threads)]  # fmt: skip
-    launched = [sys.executable, "-c", _RSS_LAUNCHER, *command]
-    env = {k: v for k, v in os.environ.items() if k != "MOVINET_EDGE_MODEL"}
-    if runtime:
-        env["MOVINET_EDGE_RUNTIME"] = runtime
-    with tempfile.TemporaryFile() as stderr:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(launched, stdout=subprocess.PIPE, stderr=stderr, env=env)
-        watchdog = threading.Timer(timeout, proc.kill)
-        watchdog.start()
-        try:
-            assert proc.stdout is not None
-            first_line = proc.stdout.readline()
-            first = time.perf_counter() - t0
-            proc.stdout.read()  # the rest of the predictions: let it finish the clip
-            proc.wait()
-        finally:
-            watchdog.cancel()
-            if proc.returncode is None:
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
-        stderr.seek(0)
-        lines = stderr.read().decode(errors="replace").strip().splitlines()
-        peaks_kib = None
-        if lines and lines[-1].startswith(_RSS_MARK):
-            peaks_kib = [int(v) for v in lines.pop()[len(_RSS_MARK):].split()]
-        if proc.returncode != 0 or not first_line.strip() or peaks_kib is None:
-            why = lines[-1] if lines else f"exit status {proc.returncode}"
-            raise EdgeError(f"cold-start run of movinet-edge failed: {why}")
-    # ru_maxrss and /proc are in KiB on Linux (macOS is not a target).
-    total, private, shared = (v / 1024.0 for v in peaks_kib)
-    return first, (total, private, shared), command
-
-
-def bench_cold_start(model: Path, clip: Path, threads: int, runs: int, runtime: str | None = None,
-                     on_run: Callable[[int], None] | None = None) -> ColdStart:
-    """``runs`` fresh processes; ``on_run(i)`` is called before each (progress)."""
-    times: list[float] = []
-    peak = private = shared = 0.0
-    command: list[str] = []
-    for i in range(runs):
-        if on_run is not None:
-            on_run(i)
-        seconds, (rss, anon, files), command = cold_start_once(model, clip, threads, runtime)
-        times.append(seconds)
-        peak, private, shared = max(peak, rss), max(private, anon), max(shared, files)
-    return ColdStart(threads=threads, runs=times, peak_rss_mb=peak, peak_private_mb=private,
-                     peak_file_backed_mb=shared, command=command)
 
 
 # --- one model, several models ---------------------------------------------------------------
@@ -690,7 +219,7 @@ def bench_models(models: Sequence[str | os.PathLike[str]], options: BenchOptions
     report = BenchReport(machine=machine, options=_options_dict(options))
     for model in models:
         report.models.append(bench_model(model, options))
-    machine.load_after = _load()
+    machine.load_after = load_average()
     return report
 
 
@@ -700,70 +229,3 @@ def _options_dict(options: BenchOptions) -> dict[str, Any]:
     d["threads"] = list(options.threads)
     d.pop("progress", None)
     return d
-
-
-# --- tables ------------------------------------------------------------------------------------
-
-
-def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:{spec}}{suffix}"
-
-
-def _precision_label(m: ModelBench) -> str:
-    return f"int8 ({m.int8_recipe})" if m.precision == "int8" and m.int8_recipe else m.precision
-
-
-def format_table(report: BenchReport) -> str:
-    """Markdown: one row per model and thread count, then cold start / RSS, then delegate notes."""
-    lines = [
-        "| model | precision | runtime | threads | step median ms | step p90 ms | pipeline fps | overhead "
-        "| overhead excl. decode | reference fps | x reference | XNNPACK |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for m in report.models:
-        cov = m.coverage
-        delegated = f"{cov.get('delegated_ops', 0)}/{cov.get('total_ops', 0)} ops, {cov.get('partitions', 0)} part."
-        if m.error and not m.threads:
-            lines.append(f"| {m.model_id} | {_precision_label(m)} | {m.runtime} {m.runtime_version} | - "
-                         f"| failed: {m.error} |||||||")
-            continue
-        for t in m.threads:
-            lines.append(
-                f"| {m.model_id} | {_precision_label(m)} | {m.runtime} {m.runtime_version} | {t.threads} "
-                f"| {_fmt(t.step.median_ms, '.1f')} | {_fmt(t.step.p90_ms, '.1f')} "
-                f"| {_fmt(t.pipeline.fps if t.pipeline else None, '.1f')} "
-                f"| {_fmt(t.overhead_pct, '+.0f', '%')} | {_fmt(t.overhead_excl_decode_pct, '+.0f', '%')} "
-                f"| {_fmt(t.reference.fps if t.reference else None, '.1f')} "
-                f"| {_fmt(t.reference_ratio, '.2f', 'x')} | {delegated} |"
-            )
-    starts = [m for m in report.models if m.cold_start is not None]
-    if starts:
-        lines += ["", "| model | precision | size MB | cold start s (median) | runs | peak RSS MB "
-                  "| of it private MB | of it mapped files MB |",
-                  "|---|---|---:|---:|---|---:|---:|---:|"]  # fmt: skip
-        for m in starts:
-            cs = m.cold_start
-            assert cs is not None
-            runs = ", ".join(f"{r:.2f}" for r in cs.runs)
-            lines.append(
-                f"| {m.model_id} | {_precision_label(m)} | {m.model_mb:.2f} | {cs.median_s:.2f} | {runs} "
-                f"| {cs.peak_rss_mb:.0f} | {cs.peak_private_mb:.0f} | {cs.peak_file_backed_mb:.0f} |"
-            )
-    notes = []
-    for m in report.models:
-        if m.error:
-            notes.append(f"- {m.name}: failed: {m.error}")
-        left = m.coverage.get("builtin_ops") or {}
-        if left:
-            ops = ", ".join(f"{k} x{v}" for k, v in left.items())
-            notes.append(f"- {m.name}: left on built-in kernels: {ops}")
-        for t in m.threads:
-            if t.reference is not None and t.reference.adapted:
-                notes.append(f"- {m.name}: reference loop adapted ({', '.join(t.reference.adapted)})")
-                break
-    if notes:
-        lines += ["", *notes]
-    lines += ["", f"Machine: {report.machine.summary()}"]
-    return "\n".join(lines)

@@ -35,8 +35,22 @@ def usage_line(exc: BaseException) -> str:
     return f"error: {message}; see '{command} --help'" if command else f"error: {message}"
 
 
+def plain_help() -> None:
+    """Help as plain text, wrapped, never cut short.
+
+    With Rich installed (Typer pulls it in) Typer draws help in boxes that cut
+    option names with "…" at 80 columns (``--calibration-vid…``) and escapes
+    the brackets of ``[default: ...]``. Both commands use Click's own
+    formatter instead: it wraps the help text and always prints flags whole.
+    """
+    import typer.core
+
+    typer.core.HAS_RICH = False  # read at call time by Typer's help and error formatting
+
+
 def run_app(app: typer.Typer, prog_name: str, args: list[str] | None = None) -> int:
     """Run ``app`` and return its exit code; a usage error prints one line and returns 2."""
+    plain_help()
     try:
         result: Any = app(args=args, prog_name=prog_name, standalone_mode=False)
     except ClickException as exc:

@@ -29,7 +29,7 @@ def resolve_model(model: Path | None) -> Path:
     env = os.environ.get(MODEL_ENV)
     if env:
         if not Path(env).exists():
-            raise EdgeError(f"model {env} (from ${MODEL_ENV}) does not exist; {MAKE_MODEL_HINT}")
+            raise EdgeError(f"model {env} does not exist (it is ${MODEL_ENV}); {MAKE_MODEL_HINT}")
         return Path(env)
     for folder in DEFAULT_MODEL_DIRS:
         if (folder / MODEL_NAME).is_file():

@@ -7,11 +7,12 @@ plain values; they never reach back into the model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: listing the sink kinds for --help needs no numpy
+    import numpy as np
 
-from .frames import Frame
+    from .frames import Frame
 
 
 @dataclass(frozen=True, slots=True)

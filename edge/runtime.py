@@ -150,8 +150,7 @@ def _missing(module: str) -> str:
         return (f"{dist} is not installed and has no wheel for {_python()} on {platform.machine()} "
                 f"(its last release, 2.14, stops at Python 3.11 on Linux); use ai_edge_litert")  # fmt: skip
     if _is_arm32():
-        return (f"{dist} is not installed and has no wheels for 32-bit ARM; use tflite_runtime "
-                f"({TFLITE_RUNTIME_EXTRA}) or a 64-bit OS")  # fmt: skip
+        return f"{dist} has no wheels for 32-bit ARM; use tflite_runtime, or a 64-bit OS"
     return f"{dist} is not installed; pip install {dist}"
 
 

@@ -37,30 +37,15 @@ import numpy as np
 from .errors import EdgeError
 from .frames import Frame
 from .pipeline import Classifier, PipelineOptions, PipelineStats, run_pipeline
-from .results import BaseSink, Event, Prediction, Sink
+from .results import BaseSink, Prediction, Sink
+from .sources import ReconnectPolicy
 
 log = logging.getLogger("movinet_edge.streams")
 
 # Latency percentiles are taken over this many recent steps (a service runs for months).
 LATENCY_WINDOW = 1024
-
-
-@dataclass
-class RetryPolicy:
-    """Backoff between restarts of a failed stream: ``initial_delay`` doubling up to ``max_delay``.
-
-    ``max_attempts``: consecutive failed restarts before the stream is given
-    up (None: never, what a service wants). A run that made a step resets it.
-    """
-
-    initial_delay: float = 1.0
-    max_delay: float = 30.0
-    factor: float = 2.0
-    max_attempts: int | None = None
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before restart ``attempt`` (1-based)."""
-        return min(self.max_delay, self.initial_delay * self.factor ** max(0, attempt - 1))
+#: Between restarts of a failed stream: 1 s doubling up to 30 s, forever (a service's cameras come back).
+DEFAULT_RETRY = ReconnectPolicy(initial_delay=1.0, max_delay=30.0)
 
 
 @dataclass
@@ -328,7 +313,8 @@ class _Retired:
 class StreamRunner:
     """Runs several streams' pipelines side by side until they end or ``stop`` is set.
 
-    ``retry``: the backoff between restarts of a failed stream. ``on_failure(name,
+    ``retry``: the backoff between restarts of a failed stream (its ``max_attempts``
+    consecutive failed restarts give the stream up; a run that made a step resets the count). ``on_failure(name,
     reason, attempt, delay)``: called when a stream fails, before it waits (metrics,
     an operator's log). Use :meth:`run` (blocks), or :meth:`start`, :meth:`stats`
     while it runs, and :meth:`wait`.
@@ -338,13 +324,13 @@ class StreamRunner:
         self,
         streams: Sequence[StreamLike],
         stop: threading.Event | None = None,
-        retry: RetryPolicy | None = None,
+        retry: ReconnectPolicy | None = None,
         on_failure: Callable[[str, str, int, float], None] | None = None,
     ) -> None:
         if not streams:
             raise EdgeError("no streams to run")
         self.stop_event = stop if stop is not None else threading.Event()
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or DEFAULT_RETRY
         self.on_failure = on_failure
         self._workers = [_Worker(self, s, i) for i, s in enumerate(streams)]
         names = [w.name for w in self._workers]
@@ -388,9 +374,12 @@ class StreamRunner:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return False
-            self.stop_event.wait(0.1 if left is None else min(0.1, left))
-            for worker in self._workers:
-                worker.thread.join(0.0)
+            tick = 0.1 if left is None else min(0.1, left)
+            running = [w for w in self._workers if w.thread.is_alive()]
+            if stopped and running:  # the event stays set: wait on the threads instead
+                running[0].thread.join(tick)
+            else:
+                self.stop_event.wait(tick)
         return True
 
     def results(self) -> list[StreamResult]:
@@ -412,7 +401,7 @@ class StreamRunner:
 def run_streams(
     streams: Sequence[StreamLike],
     stop: threading.Event | None = None,
-    retry: RetryPolicy | None = None,
+    retry: ReconnectPolicy | None = None,
     on_failure: Callable[[str, str, int, float], None] | None = None,
 ) -> list[PipelineStats]:
     """Run the streams side by side (see :class:`StreamRunner`); each one's stats over all its runs.

@@ -11,14 +11,15 @@ an operator needs to trust it, each in a module of its own:
   with wall-clock times and ids for a fleet.
 - :mod:`.metrics` and :mod:`.health`: Prometheus metrics and the HTTP endpoints
   ``/healthz``, ``/metrics``, ``/events`` (127.0.0.1 by default).
-- :mod:`.mqtt`: events and availability to a broker, with a last will, a
-  bounded queue and reconnects; the topic layout is documented there.
-- :mod:`.runner`: wires configuration, source, model, pipeline and sinks, and
-  stops cleanly on SIGTERM/SIGINT.
+- :mod:`.runner`: runs what :func:`movinet_edge.app.build` wires from the
+  configuration (sources, model, pipelines, sinks: MQTT and webhooks are
+  sinks, in :mod:`movinet_edge.sinks`), and stops cleanly on SIGTERM/SIGINT.
+- :mod:`.tables`: TOML tables into the library's option dataclasses, every
+  problem collected.
 - :mod:`.unit`: the systemd unit (also shipped as ``movinet-edge.service``).
 - :mod:`.commands`: the Typer commands registered in ``movinet_edge.cli``.
 
-Its third-party dependencies (prometheus-client, paho-mqtt, systemd-watchdog)
+Its third-party dependencies (prometheus-client, systemd-watchdog; paho-mqtt for the MQTT sink)
 are the ``[service]`` extra; nothing here is imported by the rest of the
 runtime until a service command runs.
 """

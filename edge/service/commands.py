@@ -187,7 +187,7 @@ def _setup_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # paho-mqtt logs every packet at debug; its warnings are enough unless debugging it.
-    logging.getLogger("movinet_edge.service.mqtt.paho").setLevel(
+    logging.getLogger("movinet_edge.sinks.mqtt.paho").setLevel(
         logging.DEBUG if level == "debug" else logging.WARNING
     )
 

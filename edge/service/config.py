@@ -47,9 +47,12 @@ from ..app import (
     target_keys,
 )
 from ..errors import EdgeError
-from ..options import at_least, between, one_of, option, positive
+from ..options import at_least, between, one_of, option
 from ..postprocess import SMOOTHING_METHODS, EventOptions, SmoothingOptions
 from ..sinks.registry import sink_kinds
+from ..sources.registry import source_kinds
+from .http_server import HttpLimits
+from .monitor import HealthOptions
 from .tables import EX_CONFIG, ConfigError, Report, build_table, convert, read_toml
 
 __all__ = ["EX_CONFIG", "ConfigError", "ServiceConfig", "load_config", "parse_listen", "example_config_path"]
@@ -84,13 +87,18 @@ class EventsSection:
 
 @dataclass
 class HttpSection:
-    """[http]: /healthz, /metrics, /events. Loopback by default: metrics are not for the whole network."""
+    """[http]: /healthz, /metrics, /events. Loopback by default: metrics are not for the whole network.
+
+    The same table also holds the health verdict's options (:class:`HealthOptions`) and the
+    server's connection limits (:class:`HttpLimits`): one section, three option types.
+    """
 
     enabled: bool = True
     listen: str = "127.0.0.1:9750"
     recent_events: int = field(default=100, metadata=option(check=between(1, 10000)))
-    frame_timeout: float = field(default=5.0, metadata=option(check=positive))
-    keep_up_ratio: float = field(default=0.8, metadata=option(check=between(0.0, 1.0, low_open=True)))
+
+
+HTTP_PARTS = (HttpSection, HealthOptions, HttpLimits)
 
 
 @dataclass
@@ -103,7 +111,9 @@ class ServiceConfig:
     smoothing: SmoothingSection = field(default_factory=SmoothingSection)
     events: EventsSection = field(default_factory=EventsSection)
     window: WindowOptions = field(default_factory=WindowOptions)
-    http: HttpSection = field(default_factory=HttpSection)
+    http: HttpSection = field(default_factory=HttpSection, metadata={"internal": True})
+    health: HealthOptions = field(default_factory=HealthOptions, metadata={"internal": True})
+    http_limits: HttpLimits = field(default_factory=HttpLimits, metadata={"internal": True})
     #: The cameras, each with its source and per-camera overrides ([source] makes one).
     cameras: list[CameraConfig] = field(default_factory=list, metadata={"internal": True})
     #: Sink kind key -> options, for every service sink (enabled or not).
@@ -186,6 +196,21 @@ def _static_sections() -> set[str]:
     return {f.name for f in fields(ServiceConfig) if not f.metadata.get("internal")} - {"device_id", "log_level"}
 
 
+def _shared_section(name: str, classes: list[type], table: Any, report: Report, base: Path) -> list[Any]:
+    """One TOML table read into several option types (each takes its own keys; the others are unknown)."""
+    names = {f.name for cls in classes for f in fields(cls)}
+    if isinstance(table, dict):
+        for key in table:
+            if key not in names:  # reported once for the section, not by each type sharing it
+                build_table(classes[0], {key: table[key]}, name, report, base, known=sorted(names))
+    out = []
+    for cls in classes:
+        own_names = {f.name for f in fields(cls)}
+        own = {k: v for k, v in table.items() if k in own_names} if isinstance(table, dict) else table
+        out.append(build_table(cls, own, name, report, base))
+    return out
+
+
 # ---- loading -------------------------------------------------------------------------
 
 
@@ -238,7 +263,7 @@ def load_config(
     problems: list[str] = []
     reported: set[str] = set()
     sections = _sink_sections()
-    known_sections = _static_sections() | set(sections) | {"source", "cameras"}
+    known_sections = _static_sections() | set(sections) | {"source", "cameras", "http"}
 
     def report(dotted: str, message: str) -> None:
         reported.add(dotted)
@@ -262,16 +287,11 @@ def load_config(
     elif not _DEVICE_ID.match(config.device_id):
         report("device_id", f"{config.device_id!r}: use 1-64 letters, digits, '.', '_' or '-' (it is an MQTT topic level)")
     for section, kinds in sections.items():
-        table = raw.get(section, {})
-        names = {f.name for kind in kinds for f in fields(kind.options)}
-        if isinstance(table, dict):
-            for key in table:
-                if key not in names:  # reported once for the section, not by each kind sharing it
-                    build_table(kinds[0].options, {key: table[key]}, section, report, base, known=sorted(names))
-        for kind in kinds:
-            own_names = {f.name for f in fields(kind.options)}
-            own = {k: v for k, v in table.items() if k in own_names} if isinstance(table, dict) else table
-            config.sinks[kind.key] = build_table(kind.options, own, section, report, base)
+        for kind, options in zip(kinds, _shared_section(section, [k.options for k in kinds], raw.get(section, {}),
+                                                        report, base)):  # fmt: skip
+            config.sinks[kind.key] = options
+    config.http, config.health, config.http_limits = _shared_section("http", list(HTTP_PARTS), raw.get("http", {}),
+                                                                    report, base)  # fmt: skip
     config.cameras = _cameras(raw, config, report, base)
     _cross_checks(config, report, reported)
     if check_files:
@@ -337,7 +357,7 @@ def _cameras(raw: dict[str, Any], config: ServiceConfig, report: Report, base: P
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
         report("cameras", "must be [[cameras]] tables, one per camera")
         return []
-    shared = {k: v for k, v in raw.get("source", {}).items()} if isinstance(raw.get("source"), dict) else {}
+    shared = dict(raw["source"]) if isinstance(raw.get("source"), dict) else {}
     cameras: list[CameraConfig] = []
     seen: set[str] = set()
     for index, table in enumerate(tables):
@@ -351,8 +371,15 @@ def _cameras(raw: dict[str, Any], config: ServiceConfig, report: Report, base: P
             continue
         seen.add(cid)
         where = f"cameras.{cid}"
-        merged = {**shared, **{k: v for k, v in table.items() if k not in ("id", "events", "window")}}
-        values = _source_values(merged, where, report, base, set())
+        own = {k: v for k, v in table.items() if k not in ("id", "events", "window")}
+        values = _source_values(own, where, report, base, set())
+        # [source] keys are defaults for every camera whose kind takes them (a stream's
+        # reconnect delays do not apply to a file camera, and that is not an error).
+        kinds = {k.config_key: k for k in source_kinds().values()}
+        takes = {f.name for key in target_keys() if values.get(key) is not None for f in fields(kinds[key].options)}
+        for key, value in _source_values(shared, "source", report, base, set()).items():
+            if key in takes and key not in values and key not in target_keys():
+                values[key] = value
         try:
             choices = choose_sources(values)
         except OptionProblems as exc:

@@ -186,15 +186,18 @@ class BoundedHTTPServer:
                     return
                 raise
             now = time.monotonic()
-            for key, _ in events:
-                if key.fileobj is self._listener:
-                    self._accept(now)
-                elif key.fileobj is self._wake_r:
-                    self._take_back(now)
-                else:
-                    self._read(self._idle[key.fileobj], now)  # type: ignore[index]
-            self._take_back(now)
-            self._expire(now)
+            try:
+                for key, _ in events:
+                    if key.fileobj is self._listener:
+                        self._accept(now)
+                    elif key.fileobj is self._wake_r:
+                        self._take_back(now)
+                    elif (conn := self._idle.get(key.fileobj)) is not None:  # type: ignore[call-overload]
+                        self._read(conn, now)  # (unless evicted by an accept in this round)
+                self._take_back(now)
+                self._expire(now)
+            except Exception:  # a bug here must not silence /healthz for good
+                log.exception("HTTP: error in the connection loop; carrying on")
 
     def _wake(self) -> None:
         try:

@@ -1,10 +1,19 @@
 """What the service knows about itself while it runs: rates, health, recent events.
 
-:class:`ServiceMonitor` is a pipeline sink. It sees every frame, prediction
-and event and keeps what an operator asks about - is it alive, does inference
-keep up, what happened lately - in bounded memory, because a device runs for
-months. The HTTP endpoints, the Prometheus collector and the systemd status
-line all read from it; it never blocks the frame loop (a short lock, no I/O).
+:class:`ServiceMonitor` is a pipeline sink, one per camera. It sees every
+frame, prediction and event and keeps what an operator asks about - is it
+alive, does inference keep up, what happened lately - in bounded memory,
+because a device runs for months. The HTTP endpoints, the Prometheus
+collector and the systemd status line read it (through
+:class:`~.service_health.ServiceHealth`, which adds up the cameras and the
+MQTT sink); it never blocks the frame loop (a short lock, no I/O).
+
+Rates are measured over ``window`` seconds, but never across an outage: when
+frames come back after a pause of several frame intervals the rates start
+over, so a recovered camera is judged on the present within a second or
+two, not called "behind" until the window has rolled past the outage. Until
+a rate is known (the first second, or the first after an outage) the camera
+is not "ok": a probe is not told the service keeps up before anyone knows.
 
 It also turns an :class:`~movinet_edge.results.Event` into the record a fleet
 needs (:class:`EventStamper`): the device id, wall-clock times (source
@@ -245,10 +254,9 @@ class ServiceMonitor(BaseSink):
         self.events: Counter[str] = Counter()
         self.first_frame_at: float | None = None
         self.last_frame_at: float | None = None
-        self.measuring_since: float | None = None  # the first frame, or the first after an outage
         self.last_active: float | None = None  # the last frame or model step
         self._camera_seen: int | None = None  # the source's count at the last frame
-        self.last_outage: float | None = None  # seconds without frames before measuring_since
+        self.last_outage: float | None = None  # seconds without frames before the last recovery
         self.top1: tuple[str, float] | None = None
         self.last_latency_ms: float | None = None
         self.stopping = False
@@ -268,13 +276,13 @@ class ServiceMonitor(BaseSink):
         with self._lock:
             last = self.last_frame_at
             if last is None:
-                self.first_frame_at = self.measuring_since = now
+                self.first_frame_at = now
             elif now - last > self._outage_gap(last):
                 # The rate windows would span the outage for a whole window after it and
                 # call a healthy loop "behind": the rates start over with this frame.
                 for meter in (self._frame_rate, self._step_rate, self._camera_rate):
                     meter.reset()
-                self.measuring_since, self.last_outage = now, now - last
+                self.last_outage = now - last  # seconds without frames before this one
             self.frames += 1
             self.last_frame_at = self.last_active = now
             self._frame_rate.mark(now, self.frames)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -33,8 +34,9 @@ from ..app import DEFAULT_CAMERA, Assembly, BuildHooks, build, run
 from ..postprocess import EventDetector
 from ..signals import STOP, StopRequest
 from .config import ConfigError, ServiceConfig
-from .monitor import EventStamper, HealthOptions, ServiceMonitor, WallClock, iso_utc
+from .monitor import EventStamper, ServiceMonitor, WallClock, iso_utc
 from .notify import Notifier, SystemdSink
+from .service_health import ServiceHealth
 
 log = logging.getLogger("movinet_edge.service")
 
@@ -82,66 +84,89 @@ def serve(config: ServiceConfig, stop: StopRequest | None = None) -> ServeResult
     info: dict[str, str] = {"version": __version__, "device_id": config.device_id, "session": stamper.session,
                             "started": iso_utc(time.time())}  # fmt: skip
     monitors: dict[str, ServiceMonitor] = {}
-    health = HealthOptions(frame_timeout=config.http.frame_timeout, keep_up_ratio=config.http.keep_up_ratio)
+    health = config.health
 
     def camera_sinks(camera: str, source: Any, classifier: Any) -> list[Any]:
         monitor = ServiceMonitor(classifier.fps, health, stamper=_camera_stamper(stamper, camera, config),
-                                 source_stats=source.stats, recent_events=config.http.recent_events)  # fmt: skip
+                                 source_stats=source.stats, recent_events=config.http.recent_events,
+                                 camera=None if camera == DEFAULT_CAMERA else camera,
+                                 classifier=classifier)  # fmt: skip
         monitors[camera] = monitor
         return [monitor]
+
+    network: list[Any] = []  # filled once built: a camera's state goes to the sinks that publish it
 
     def on_reconnect(camera: str, attempt: int, delay: float, reason: str) -> None:
         # The loop is alive while a stream reconnects: keep the watchdog fed. The source logs it itself.
         notifier.ping()
         where = "" if camera == DEFAULT_CAMERA else f"{camera}: "
         notifier.status(f"{where}reconnecting ({reason}), attempt {attempt}", force=True)
+        if attempt == 1:
+            _camera_state(network, camera, False)
+
+    def on_recovered(camera: str, outage_s: float) -> None:
+        _camera_state(network, camera, True)
 
     run_config = config.run_config()
-    hooks = BuildHooks(stop=stop.event, on_sources=stop.watch, on_reconnect=on_reconnect,
+    hooks = BuildHooks(stop=stop.event, on_sources=stop.watch, on_reconnect=on_reconnect, on_recovered=on_recovered,
                        camera_sinks=camera_sinks, info=info)  # fmt: skip
     with _built(run_config, hooks, notifier) as assembly:
         if assembly is None or stop.requested:
             return ServeResult(None, stop.signum, None)
         model = assembly.model
+        network += assembly.network_sinks if len(assembly.streams) > 1 else []
         _check_labels(config, model.labels)
         info.update(model=str(assembly.model_path), model_fps=f"{model.fps:g}", classes=str(len(model.labels)),
                     source=", ".join(s.source.name for s in assembly.streams))  # fmt: skip
         log.info("model %s: %d classes at %g fps", assembly.model_path, len(model.labels), model.fps)
         for sink in assembly.network_sinks:
-            for camera, monitor in monitors.items():
-                monitor.listeners.append(_tagged(sink.publish_event, camera, len(monitors) > 1))
-        first = next(iter(monitors.values()))
+            for monitor in monitors.values():
+                monitor.listeners.append(sink.publish_event)  # records carry the camera's id (several cameras)
+        mqtt = next((s for s in assembly.network_sinks if type(s).__name__ == "MqttSink"), None)
+        service_health = ServiceHealth(list(monitors.values()), mqtt=mqtt, options=health)
         if config.http.enabled:
             from .health import HealthServer
             from .metrics import ServiceMetrics
 
-            mqtt = next((s for s in assembly.network_sinks if type(s).__name__ == "MqttSink"), None)
-            stream = assembly.streams[0]
-            metrics = ServiceMetrics(first, source=stream.source, classifier=stream.classifier, mqtt=mqtt, info=info)
-            stream.sinks.append(metrics)
+            metrics = ServiceMetrics(service_health, info=info)
+            for stream in assembly.streams:
+                stream.sinks.append(metrics.sink(None if stream.camera == DEFAULT_CAMERA else stream.camera))
             host, port = config.http_address
-            server = HealthServer(first, metrics.registry, host, port).start()
+            server = HealthServer(service_health, metrics.registry, host, port, limits=config.http_limits).start()
             assembly.stack.callback(server.close)
             http_url = server.url
             log.info("HTTP on %s (/healthz, /metrics, /events)", http_url)
         for stream in assembly.streams:
-            stream.sinks.append(SystemdSink(notifier, monitors[stream.camera].status_line))
+            stream.sinks.append(SystemdSink(notifier, service_health.status_line))
         for sink in assembly.network_sinks:
-            # Last: the pipelines close their sinks in order; these say "offline" once all are done.
             sink.start()
-            assembly.stack.callback(sink.close)
+        # After the pipelines (which end the actions in progress): each says "offline" and waits
+        # for its acknowledgements, all at once, so two sinks do not double the shutdown time.
+        assembly.stack.callback(_close_all, assembly.network_sinks)
+        if len(assembly.streams) > 1:
+            for sink in assembly.network_sinks:
+                if hasattr(sink, "publish_camera_state"):
+                    for stream in assembly.streams:
+                        sink.publish_camera_state(stream.camera, True)
         notifier.status("starting: waiting for the first frame")
         log.info("serving %s as device %s", info["source"], config.device_id)
         try:
             stats = run(assembly, stop.event)
         finally:
-            for monitor in monitors.values():
-                monitor.mark_stopping()
+            service_health.mark_stopping()
             notifier.stopping()
         for stream, stat in zip(assembly.streams, stats):
             where = "" if stream.camera == DEFAULT_CAMERA else f"{stream.camera}: "
             log.info("%sstopped (%s): %s", where, _reason(stat, stop.signum), stat.summary())
         return ServeResult(stats, stop.signum, http_url)
+
+
+def _close_all(sinks: list[Any]) -> None:
+    threads = [threading.Thread(target=sink.close, name=f"close {type(sink).__name__}") for sink in sinks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 class _built:
@@ -160,10 +185,11 @@ class _built:
             self.assembly.close()
 
 
-def _tagged(publish: Any, camera: str, many: bool) -> Any:
-    if not many:
-        return publish
-    return lambda record: publish({**record, "camera": camera})
+def _camera_state(sinks: list[Any], camera: str, online: bool) -> None:
+    """Per-camera availability (several cameras): offline while its stream is lost."""
+    for sink in sinks:
+        if hasattr(sink, "publish_camera_state"):
+            sink.publish_camera_state(camera, online)
 
 
 def _camera_stamper(stamper: EventStamper, camera: str, config: ServiceConfig) -> EventStamper:

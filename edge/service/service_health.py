@@ -24,7 +24,6 @@ several, each camera's figures are under ``cameras``, by name.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,9 +63,12 @@ class ServiceHealth:
     differ; one unnamed monitor is a single-camera service). ``mqtt``: the
     MQTT sink, or None; its ``stats`` are read duck-typed (``connected``,
     ``last_error``, ``since`` - monotonic time of the last change -,
-    ``ever_connected``), and ``options.host``/``port`` if it has them.
+    ``ever_connected``), and ``options.host``/``effective_port`` if it has
+    them, to name the broker.
     ``options``: the service-wide settings (MQTT grace, whether all cameras
-    are required); default: the first monitor's.
+    are required); default: the first monitor's. ``clock``: default the
+    first monitor's, which must be the monotonic one when there is an MQTT
+    sink (its ``since`` is on that clock).
     """
 
     def __init__(
@@ -87,8 +89,6 @@ class ServiceHealth:
         self.options = options or monitors[0].options
         self.clock = clock or monitors[0].clock
         self.started = self.clock()
-        # Used only if the sink's stats do not say since when they are in their state.
-        self._seen: tuple[bool, float] | None = None
 
     @property
     def named(self) -> bool:
@@ -111,16 +111,11 @@ class ServiceHealth:
         now = self.clock() if now is None else now
         stats = self.mqtt.stats
         connected = bool(stats.connected)
-        since = getattr(stats, "since", None)
-        if since is None:  # a sink that does not keep the time: from what this object saw
-            if self._seen is None or self._seen[0] != connected:
-                self._seen = (connected, now)
-            since = self._seen[1]
-        ever = getattr(stats, "ever_connected", None)
-        if ever is None:
-            ever = getattr(stats, "connects", 0) > 0
-        # The service's start counts as the start of a first connection attempt.
-        seconds = max(0.0, now - max(since, self.started)) if not ever else max(0.0, now - since)
+        ever = bool(stats.ever_connected)
+        # Never connected: counted from the service's start at the earliest (the sink may
+        # have been made, and its clock started, a while before it was started).
+        since = stats.since if ever else max(stats.since, self.started)
+        seconds = max(0.0, now - since)
         error = getattr(stats, "last_error", None)
         if connected:
             return MqttState("connected", True, seconds, error, None)
@@ -167,12 +162,10 @@ class ServiceHealth:
         if bad and (len(bad) == len(verdicts) or o.all_cameras_required or bad[0][1].state == "stopped"):
             name, worst = bad[0]
             return Health(False, worst.state, says(name, worst), details)
-        if bad:
-            return Health(True, "degraded", "; ".join(says(n, h) for n, h in bad), details)
-        if mqtt is not None and mqtt.problem is not None:
-            if o.mqtt_required:
-                return Health(False, "disconnected", mqtt.problem, details)
-            return Health(True, "degraded", mqtt.problem, details)
+        if mqtt is not None and mqtt.problem is not None and o.mqtt_required:
+            return Health(False, "disconnected", mqtt.problem, details)
+        if reasons:  # some cameras, or the broker, but the service goes on
+            return Health(True, "degraded", "; ".join(reasons), details)
         if len(verdicts) == 1:
             (name, only), = verdicts.items()
             return Health(True, only.state, says(name, only), details)

@@ -100,7 +100,7 @@ class LinkLog:
             return
         outage = now - state.since
         suffix = f", {detail}" if detail else ""
-        if state.ever_connected and self.attempts:
+        if state.ever_connected:
             self.log.info("%s: connected to %s again after %.0f s%s", self.name, self.target, outage, suffix)
         elif self.attempts:
             self.log.info("%s: connected to %s after %d failed tries over %.0f s%s",
@@ -123,7 +123,9 @@ class LinkLog:
             state.connected = False
             state.since = now
             self.log.warning("%s: lost the connection to %s (%s); reconnecting", self.name, self.target, reason)
-            self._warned_at, self._warned_reason = now, reason
+            # The first failed reconnect says why (the broker is down, a network is gone): warned too.
+            self.attempts = 0
+            self._warned_at = self._warned_reason = None
             return
         since_warning = None if self._warned_at is None else now - self._warned_at
         changed = reason != self._warned_reason and (since_warning is None or since_warning >= min(10.0, self.repeat))

@@ -96,8 +96,6 @@ class WebhookSink(BaseSink):
     """
 
     def __init__(self, options: WebhookOptions, close_timeout: float = 1.0) -> None:
-        import urllib.request
-
         if options.url is None or url_check(options.url):
             raise ValueError(f"webhook URL: {url_check(options.url) or 'none given'}")
         self.options = options
@@ -108,7 +106,7 @@ class WebhookSink(BaseSink):
             **options.headers,
         }
         # A redirect is a configuration to fix, not a place to re-POST to: it arrives as an error.
-        self._opener = urllib.request.build_opener(_NoRedirect())
+        self._opener = _opener_without_redirects()
         parts = urlsplit(options.url)
         target = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
         self.delivery: DeliveryQueue[bytes] = DeliveryQueue(
@@ -157,26 +155,15 @@ class WebhookSink(BaseSink):
             raise reason if isinstance(reason, BaseException) else ConnectionError(str(reason)) from None
 
 
-class _NoRedirect:
-    """An opener handler that turns every redirect into the HTTPError it answers with."""
+def _opener_without_redirects() -> Any:
+    """urllib's opener, but a 3xx answer arrives as the HTTPError it is instead of being followed."""
+    import urllib.request
 
-    handler_order = 400  # before the default HTTPRedirectHandler (500)
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
 
-    def add_parent(self, parent: Any) -> None:
-        self.parent = parent
-
-    def close(self) -> None:
-        pass
-
-    def __lt__(self, other: Any) -> bool:
-        return self.handler_order < getattr(other, "handler_order", 500)
-
-    def http_error_301(self, req: Any, fp: Any, code: int, msg: str, headers: Any) -> None:
-        import urllib.error
-
-        raise urllib.error.HTTPError(req.full_url, code, msg, headers, fp)
-
-    http_error_302 = http_error_303 = http_error_307 = http_error_308 = http_error_301
+    return urllib.request.build_opener(NoRedirect)
 
 
 def open_webhook(options: WebhookOptions, context: SinkContext) -> WebhookSink:

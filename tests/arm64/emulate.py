@@ -3,7 +3,8 @@
 
     emulate.py probe                 exit 0 if this machine can emulate arm64, 3 (with the reason) if not
     emulate.py prepare [--wheel W]   cache the rootfs, install the wheel (built from the project when
-                                     not given) and its aarch64 deps, check TensorFlow is absent
+                                     not given) with the service extra and its aarch64 deps, check
+                                     TensorFlow is absent
     emulate.py run -- CMD ARGS...    run CMD in the prepared guest (``movinet-edge``, ``python3.11``, ...)
 
 The rootfs is cached in ``$MOVINET_ARM64_CACHE`` (default ``~/.cache/movinet-edge/arm64``)
@@ -36,6 +37,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 EXIT_SETUP = 2
 EXIT_CANNOT_EMULATE = 3
 GUEST_SITE = "opt/movinet-edge/site-packages"
+# The base install plus what `movinet-edge serve` needs (MQTT, metrics, systemd notify).
+EXTRAS = ("service",)
 # A hang guard, far above the ~6 s the check takes under emulation.
 GUEST_CHECK_TIMEOUT_S = 300
 # Run in the guest after installing: the base install must not drag TensorFlow in,
@@ -48,8 +51,8 @@ except ModuleNotFoundError:
     pass
 else:
     sys.exit(f"tensorflow is importable in the edge install ({tensorflow.__file__}); the base dependencies must not pull it in")
-import ai_edge_litert.interpreter, cv2, numpy, movinet_edge
-versions = ", ".join(f"{d} {metadata.version(d)}" for d in ("movinet-edge", "ai-edge-litert", "numpy", "opencv-python-headless"))
+import ai_edge_litert.interpreter, cv2, numpy, movinet_edge, paho.mqtt.client, prometheus_client
+versions = ", ".join(f"{d} {metadata.version(d)}" for d in ("movinet-edge", "ai-edge-litert", "numpy", "opencv-python-headless", "paho-mqtt"))
 print(f"{platform.machine()} Python {platform.python_version()}: {versions}; import tensorflow fails as it should")
 """
 
@@ -100,7 +103,7 @@ def cmd_prepare(layout: Layout, wheel: Path | None, project: Path) -> int:
         pi_rootfs.ensure_rootfs(layout.rootfs, log)
         if wheel is None:
             wheel = pi_packages.build_wheel(project, layout.cache_dir / "wheelhouse", log)
-        pi_packages.install(wheel, layout.site_dir, log)
+        pi_packages.install(wheel, layout.site_dir, log, extras=EXTRAS)
         log("check: importing the runtime on arm64 (emulated, ~10 s)")
         try:
             result = layout.guest(qemu).run(["python3.11", "-c", GUEST_CHECK], capture_output=True,
@@ -130,6 +133,16 @@ def cmd_run(layout: Layout, argv: list[str]) -> int:
     if returncode != 0:
         log(f"run: {argv[0]} {qemu_user.describe_exit(returncode)}")
     return returncode if returncode >= 0 else 128 - returncode
+
+
+def prepared_guest(cache_dir: Path | None = None) -> qemu_user.Guest:
+    """The guest ``prepare`` made, for tests that run it themselves (a service they signal)."""
+    cache_dir = (cache_dir or pi_rootfs.default_cache_dir()).expanduser().resolve()
+    layout = Layout(cache_dir, pi_rootfs.RootfsOptions(cache_dir=cache_dir, mirror=""))
+    if not layout.site_dir.is_dir():
+        raise SetupProblem(f"no prepared guest in {cache_dir}; run `{Path(__file__).name} prepare` first")
+    pi_rootfs.write_cpuinfo(layout.rootfs.root)
+    return layout.guest(qemu_user.find_qemu())
 
 
 class SetupProblem(RuntimeError):

@@ -57,8 +57,8 @@ def build_wheel(project: Path, out_dir: Path, log: Log) -> Path:
     return wheels[0]
 
 
-def install(wheel: Path, site_dir: Path, log: Log) -> list[str]:
-    """Install ``wheel`` (no extras) and its aarch64 dependencies into a fresh ``site_dir``.
+def install(wheel: Path, site_dir: Path, log: Log, extras: tuple[str, ...] = ()) -> list[str]:
+    """Install ``wheel`` (with ``extras``) and its aarch64 dependencies into a fresh ``site_dir``.
 
     Installs into a scratch directory first and swaps it in, so a failed resolve
     leaves the previous install (or nothing) rather than a mix. Returns the
@@ -71,7 +71,8 @@ def install(wheel: Path, site_dir: Path, log: Log) -> list[str]:
     log(f"packages: resolving {wheel.name} for cp311 aarch64 (downloads about 70 MB on a cold pip cache)")
     # pip byte-compiles with the host Python; when that is a 3.11 too, the guest
     # reuses the .pyc files instead of compiling every module under emulation.
-    result = _pip(["install", "--quiet", "--target", str(scratch), *platform_args(), str(wheel)])
+    requirement = f"{wheel}[{','.join(extras)}]" if extras else str(wheel)
+    result = _pip(["install", "--quiet", "--target", str(scratch), *platform_args(), requirement])
     if result.returncode != 0:
         shutil.rmtree(scratch, ignore_errors=True)
         raise PackagesError(

@@ -30,7 +30,7 @@ ARCH = "arm64"
 INCLUDE = ("python3",)
 ARCHES = ("arm64", "armhf")
 # Bump when the build steps change so cached trees from older recipes are rebuilt.
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 STAMP_NAME = ".movinet-rootfs"
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 GUEST_PYTHON = "usr/bin/python3.11"
@@ -160,6 +160,9 @@ def ensure_rootfs(options: RootfsOptions, log: Log) -> Path:
         _debootstrap_first_stage(scratch, options, log)
         unpacked = _unpack_remaining_packages(scratch)
         log(f"rootfs: unpacked {unpacked} more packages on the host")
+        linked = register_alternatives(scratch)
+        log(f"rootfs: {len(linked)} alternatives linked (update-alternatives never ran)")
+        write_accounts(scratch)
         _drop_unused_files(scratch)
         write_cpuinfo(scratch, options.arch)
         guest_python = scratch / GUEST_PYTHON
@@ -235,6 +238,67 @@ def _unpack_remaining_packages(root: Path) -> int:
             raise RootfsError(f"could not unpack {deb.name}: {tar.stderr.strip() or 'dpkg-deb failed'}")
         unpacked += 1
     return unpacked
+
+
+_ALTERNATIVE = re.compile(r"update-alternatives\s+--install\s+(/\S+)\s+(\S+)\s+(/\S+)\s+(\d+)")
+
+
+def register_alternatives(root: Path) -> dict[str, str]:
+    """Make the links ``update-alternatives --install`` would have made; {link: target}.
+
+    Maintainer scripts do not run in this tree, and some of them make links that
+    programs load through: numpy's ``libblas.so.3`` and ``liblapack.so.3`` are
+    such alternatives (numpy does not import without them), ``awk`` another.
+    Each package's postinst is read from its .deb; where several packages offer
+    one link the highest priority wins, as with update-alternatives. The links
+    are relative, so they resolve inside the tree under ``qemu -L`` and in a chroot.
+    """
+    debpaths = root / "debootstrap" / "debpaths"
+    if not debpaths.is_file():
+        return {}
+    best: dict[str, tuple[int, str]] = {}
+    for line in debpaths.read_text().splitlines():
+        if not line.strip():
+            continue
+        deb = root / line.split(None, 1)[1].strip().lstrip("/")
+        script = subprocess.run(["dpkg-deb", "--info", str(deb), "postinst"], capture_output=True, text=True)
+        if script.returncode != 0:
+            continue  # no postinst
+        for link, _name, target, priority in _ALTERNATIVE.findall(script.stdout.replace("\\\n", " ")):
+            if "$" in link + target or not (root / target.lstrip("/")).exists():
+                continue
+            if link not in best or int(priority) > best[link][0]:
+                best[link] = (int(priority), target)
+    made = {}
+    for link, (_priority, target) in best.items():
+        path = root / link.lstrip("/")
+        if path.exists() or path.is_symlink():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.symlink_to(os.path.relpath(root / target.lstrip("/"), path.parent))
+        made[link] = target
+    return made
+
+
+def write_accounts(root: Path) -> None:
+    """/etc/passwd, /etc/group and their shadow files, as base-passwd's postinst writes them.
+
+    Without them nothing has a user name (``usermod``, ``install -o``, Python's
+    ``getpass``), and the guide's ``usermod -aG video`` has no group to add to.
+    """
+    masters = root / "usr" / "share" / "base-passwd"
+    for name in ("passwd", "group"):
+        target, master = root / "etc" / name, masters / f"{name}.master"
+        if not target.exists() and master.is_file():
+            shutil.copyfile(master, target)
+    for name, source in (("shadow", "passwd"), ("gshadow", "group")):
+        target, accounts = root / "etc" / name, root / "etc" / source
+        if target.exists() or not accounts.is_file():
+            continue
+        names = [line.split(":", 1)[0] for line in accounts.read_text().splitlines() if line.strip()]
+        entry = "{}:*:19000:0:99999:7:::" if name == "shadow" else "{}:*::"
+        target.write_text("".join(entry.format(n) + "\n" for n in names))
+        target.chmod(0o640)
 
 
 # Nothing the guest runs reads these; together they are half of the tree (the

@@ -22,6 +22,11 @@ from pathlib import Path
 
 GUEST_PYTHON = "usr/bin/python3.11"
 PROBE_EXIT_CODE = 42
+# The CPU qemu emulates: a Raspberry Pi 4's. qemu's default ("max") offers SVE, SME,
+# i8mm and more, which XNNPACK then uses, and qemu 7.2 gets some of those wrong:
+# int8 and dynamic-range models gave garbage (float32 was right). A Pi has none of them.
+# ``$MOVINET_QEMU_CPU`` overrides (cortex-a76: a Pi 5).
+DEFAULT_CPU = "cortex-a72"
 # Host variables that would point the guest at x86 files or another Python.
 _HOST_ONLY_VARIABLES = (
     "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE", "VIRTUAL_ENV",
@@ -124,6 +129,7 @@ class Guest:
         """The host environment minus what points at x86 files, plus the guest's packages."""
         env = {k: v for k, v in os.environ.items() if k not in _HOST_ONLY_VARIABLES}
         env["PYTHONPATH"] = str(self.site_dir)
+        env["QEMU_CPU"] = os.environ.get("MOVINET_QEMU_CPU") or DEFAULT_CPU
         # The host user's ~/.local site-packages hold x86 builds for the same 3.11.
         env["PYTHONNOUSERSITE"] = "1"
         env["PATH"] = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"

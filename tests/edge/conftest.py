@@ -19,9 +19,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
-
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "tiny_a0_int8"
+from helpers.golden import GOLDEN_MODEL
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +31,24 @@ def golden_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     A copy, so that a test that writes beside its model cannot change the
     committed files.
     """
-    if not (GOLDEN / "model.tflite").is_file():
-        pytest.fail(f"the golden model is missing at {GOLDEN}; run tests/golden/regenerate.py")
-    copy = tmp_path_factory.mktemp("golden") / GOLDEN.name
-    shutil.copytree(GOLDEN, copy)
+    if not (GOLDEN_MODEL / "model.tflite").is_file():
+        pytest.fail(f"the golden model is missing at {GOLDEN_MODEL}; run tests/golden/regenerate.py")
+    copy = tmp_path_factory.mktemp("golden") / GOLDEN_MODEL.name
+    shutil.copytree(GOLDEN_MODEL, copy)
     return copy
+
+
+@pytest.fixture(scope="session")
+def golden_frames(golden_model_dir: Path, clips: Path) -> np.ndarray:
+    """carving_ice.mp4 at the golden model's rate and resolution: square uint8 frames, fed as they are."""
+    from movinet_edge.clip import load_clip
+    from movinet_edge.manifest import load_manifest
+
+    manifest = load_manifest(golden_model_dir / "manifest.json")
+    return load_clip(clips / "carving_ice.mp4", manifest.fps, manifest.resolution)
+
+
+@pytest.fixture
+def plot_extra() -> None:
+    """matplotlib (the [plot] extra), or the test skips: the base install leaves it out."""
+    pytest.importorskip("matplotlib", reason="needs the [plot] extra (matplotlib), which the base install leaves out")

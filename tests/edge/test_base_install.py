@@ -69,9 +69,9 @@ def test_export_command_without_the_extra_says_what_to_install(edge_venv: Path, 
 
 
 def test_base_install_classifies_a_clip_like_the_export_environment(
-    edge_venv: Path, float_model_dir: Path, clips: Path, tmp_path: Path
+    edge_venv: Path, golden_model_dir: Path, clips: Path, tmp_path: Path
 ) -> None:
-    args = ["classify", clips / "rope_pushdown.mp4", "--model", float_model_dir, "--json", "--top-k", "5"]
+    args = ["classify", clips / "rope_pushdown.mp4", "--model", golden_model_dir, "--json", "--top-k", "5"]
     device = _run([edge_venv / "bin" / "movinet-edge", *args], timeout=300, env=_clean_env())
     assert device.returncode == 0, device.stderr
     assert "Traceback" not in device.stderr

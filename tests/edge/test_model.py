@@ -21,15 +21,15 @@ def frames(clips: Path) -> np.ndarray:
     return load_clip(clips / "carving_ice.mp4", 5.0, 172)
 
 
-def test_states_follow_the_manifest_and_advance(float_model_dir: Path, frames: np.ndarray) -> None:
-    clf = StreamingClassifier.open(float_model_dir, num_threads=1)
-    manifest = load_manifest(float_model_dir / "manifest.json")
+def test_states_follow_the_manifest_and_advance(golden_model_dir: Path, frames: np.ndarray) -> None:
+    clf = StreamingClassifier.open(golden_model_dir, num_threads=1)
+    manifest = load_manifest(golden_model_dir / "manifest.json")
     assert [s.name for s in clf.states] == [s.name for s in manifest.states]
     assert len(clf.states) == 43
-    assert clf.fps == 5.0 and clf.resolution == 172 and len(clf.labels) == 600
+    assert clf.fps == 5.0 and clf.resolution == 64 and len(clf.labels) == 8  # the golden model: A0 at 64 px
     for i in range(3):
         probs = clf.step(frames[i])
-        assert probs.shape == (600,) and abs(float(probs.sum()) - 1.0) < 1e-4
+        assert probs.shape == (8,) and abs(float(probs.sum()) - 1.0) < 1e-4
     assert clf.history_frames == 3
     counts = [s.input_view().item() for s in clf.states if s.kind == "pool_frame_count"]
     assert counts == [3] * 16
@@ -38,41 +38,42 @@ def test_states_follow_the_manifest_and_advance(float_model_dir: Path, frames: n
     assert all(not s.input_view().any() for s in clf.states)
 
 
-def test_runs_without_manifest_from_the_signature(float_model_dir: Path, tmp_path: Path, frames: np.ndarray) -> None:
+def test_runs_without_manifest_from_the_signature(golden_model_dir: Path, tmp_path: Path,
+                                                 frames: np.ndarray) -> None:
     """A bare .tflite from another tool: everything comes from the signature."""
     bare = tmp_path / "other_tool.tflite"
-    shutil.copy(float_model_dir / "model.tflite", bare)
+    shutil.copy(golden_model_dir / "model.tflite", bare)
     clf = StreamingClassifier.open(bare)
     assert clf.manifest is None
-    assert clf.fps == 5.0 and clf.resolution == 172
-    assert clf.labels[0] == "class_0" and len(clf.labels) == 600
-    with_manifest = StreamingClassifier.open(float_model_dir)
+    assert clf.fps == 5.0 and clf.resolution == 64
+    assert clf.labels[0] == "class_0" and len(clf.labels) == 8
+    with_manifest = StreamingClassifier.open(golden_model_dir)
     for frame in frames[:4]:
         np.testing.assert_allclose(clf.step_logits(frame), with_manifest.step_logits(frame), atol=1e-6)
 
 
-def test_resize_policy_comes_from_the_manifest(float_model_dir: Path, tmp_path: Path) -> None:
+def test_resize_policy_comes_from_the_manifest(golden_model_dir: Path, tmp_path: Path) -> None:
     """A model fine-tuned on padded frames must be fed padded frames; the caller may still override."""
     import json
 
     folder = tmp_path / "padded"
-    shutil.copytree(float_model_dir, folder)
+    shutil.copytree(golden_model_dir, folder)
     data = json.loads((folder / "manifest.json").read_text())
     data["resize_policy"] = "pad"
     (folder / "manifest.json").write_text(json.dumps(data))
     assert StreamingClassifier.open(folder).resize_policy.value == "pad"
     assert StreamingClassifier.open(folder, resize_policy="stretch").resize_policy.value == "stretch"
-    assert StreamingClassifier.open(float_model_dir).resize_policy.value == "crop"
+    assert StreamingClassifier.open(golden_model_dir).resize_policy.value == "crop"
     del data["resize_policy"]  # manifests written before the field existed
     (folder / "manifest.json").write_text(json.dumps(data))
     assert StreamingClassifier.open(folder).resize_policy.value == "crop"
 
 
-def test_label_count_mismatch_is_one_line(float_model_dir: Path, tmp_path: Path) -> None:
+def test_label_count_mismatch_is_one_line(golden_model_dir: Path, tmp_path: Path) -> None:
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\nc\n")
-    with pytest.raises(EdgeError, match="labels have 3 entries but the model has 600 classes"):
-        StreamingClassifier.open(float_model_dir, labels=labels)
+    with pytest.raises(EdgeError, match="labels have 3 entries but the model has 8 classes"):
+        StreamingClassifier.open(golden_model_dir, labels=labels)
 
 
 def test_rejects_a_file_that_is_not_tflite(tmp_path: Path) -> None:
@@ -129,16 +130,15 @@ def rewrite_signature_key(source: Path, target: Path, key: str) -> None:
     edit_signature(source, target, lambda signature: setattr(signature, "signatureKey", key))
 
 
-def test_a_model_whose_signature_key_is_call(float_model_dir: Path, tmp_path: Path, frames: np.ndarray) -> None:
+def test_a_model_whose_signature_key_is_call(golden_model_dir: Path, tmp_path: Path, frames: np.ndarray) -> None:
     """The official export tool names the signature 'call'; with or without a manifest
     (ours says serving_default) the classifier finds it and computes the same."""
-    pytest.importorskip("tensorflow")
     bare = tmp_path / "call.tflite"
-    rewrite_signature_key(float_model_dir / "model.tflite", bare, "call")
+    rewrite_signature_key(golden_model_dir / "model.tflite", bare, "call")
     folder = tmp_path / "with_manifest"
-    shutil.copytree(float_model_dir, folder)
-    rewrite_signature_key(float_model_dir / "model.tflite", folder / "model.tflite", "call")
-    reference = StreamingClassifier.open(float_model_dir, num_threads=1)
+    shutil.copytree(golden_model_dir, folder)
+    rewrite_signature_key(golden_model_dir / "model.tflite", folder / "model.tflite", "call")
+    reference = StreamingClassifier.open(golden_model_dir, num_threads=1)
     assert reference.signature_key == "serving_default"
     for path in (bare, folder):
         clf = StreamingClassifier.open(path, num_threads=1)
@@ -151,7 +151,7 @@ def test_a_model_whose_signature_key_is_call(float_model_dir: Path, tmp_path: Pa
 
 
 def test_a_base_model_with_an_image_input_but_no_states_is_one_line(
-    tmp_path: Path, clips: Path, float_model_dir: Path
+    tmp_path: Path, clips: Path, golden_model_dir: Path
 ) -> None:
     """A non-streaming (base) MoViNet takes a whole clip as `image` and has no states: it cannot
     run frame by frame, and says so in one line, in the library and through the CLI."""
@@ -275,27 +275,27 @@ def _resident_kb(path: Path) -> int:
 
 
 def test_the_packed_model_file_leaves_the_resident_set_and_results_do_not_change(
-    float_model_dir: Path, frames: np.ndarray
+    golden_model_dir: Path, golden_frames: np.ndarray
 ) -> None:
-    model = float_model_dir / "model.tflite"
+    model = golden_model_dir / "model.tflite"
     size_kb = model.stat().st_size // 1024
     # A plain interpreter keeps the whole file resident once XNNPACK has read it to pack its weights.
     plain = make_interpreter(model, num_threads=1)
     plain.allocate_tensors()
     runner = plain.get_signature_runner(list(plain.get_signature_list())[0])
     assert _resident_kb(model) > size_kb * 0.9
-    clf = StreamingClassifier.open(float_model_dir, num_threads=1)
+    clf = StreamingClassifier.open(golden_model_dir, num_threads=1)
     assert release_model_pages(model) > 0 and _resident_kb(model) < size_kb * 0.05
     # Pages a kernel still reads come back from the page cache: the same logits as the plain interpreter's.
     states = {s.name: np.zeros(s.input_view().shape, s.input_view().dtype) for s in clf.states}
-    for frame in frames[:4]:
+    for frame in golden_frames[:4]:
         ours = clf.step_logits(frame)
         out = runner(image=(frame[None, None].astype(np.float32) / 255.0), **states)
         states = {name: out[name] for name in states}
         np.testing.assert_allclose(ours, out["logits"].reshape(-1), rtol=1e-5, atol=1e-5)
     # Built-in kernels' constants and the kernel's read-around fault some back (4 MB of 15 seen in CI).
     assert _resident_kb(model) < size_kb * 0.5
-    assert release_model_pages(float_model_dir / "labels.txt") == 0  # not mapped: nothing to do
+    assert release_model_pages(golden_model_dir / "labels.txt") == 0  # not mapped: nothing to do
 
 
 # --- several streams on one loaded model ------------------------------------------------------------
@@ -359,6 +359,14 @@ def test_forks_fed_different_clips_interleaved_give_what_each_gives_alone(
     assert streams[2].history_frames == len(three_clips[2]) and model.history_frames == len(three_clips[0])
     np.testing.assert_array_equal(streams[2].step_logits(three_clips[0][0]),
                                   _alone_then(model_dir, three_clips[2], three_clips[0][0]))  # fmt: skip
+    # A snapshot of one stream, taken and restored while others step in between, is that stream's.
+    snapshot = model.snapshot()
+    streams[1].step_logits(three_clips[1][0])
+    first = model.step_logits(three_clips[1][1])
+    streams[2].step_logits(three_clips[2][0])
+    model.restore(snapshot)
+    assert model.history_frames == len(three_clips[0])
+    np.testing.assert_array_equal(model.step_logits(three_clips[1][1]), first)
 
 
 def _alone_then(model_dir: Path, clip: np.ndarray, frame: np.ndarray) -> np.ndarray:

@@ -25,8 +25,8 @@ from movinet_edge.sources import VideoFileSource
 
 
 @pytest.fixture(scope="module")
-def classifier(float_model_dir: Path) -> StreamingClassifier:
-    return StreamingClassifier.open(float_model_dir)
+def classifier(golden_model_dir: Path) -> StreamingClassifier:
+    return StreamingClassifier.open(golden_model_dir)
 
 
 class Recorder(BaseSink):

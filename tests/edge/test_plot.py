@@ -19,7 +19,6 @@ import numpy as np
 from movinet_edge.model import StreamingClassifier
 from movinet_edge.pipeline import classify_clip
 from movinet_edge.plot import FrameRecorder, PlotOptions, select_labels, write_prediction_plot
-from PIL import Image  # matplotlib's dependency: present with the [plot] extra the tests install
 
 
 def command() -> list[str]:
@@ -35,10 +34,12 @@ def run(*args: object, cwd: Path, env: dict[str, str] | None = None) -> subproce
     )
 
 
-def test_gif_has_one_frame_per_step(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
+def test_gif_has_one_frame_per_step(tmp_path: Path, golden_model_dir: Path, clips: Path, plot_extra: None) -> None:
+    from PIL import Image  # matplotlib's dependency: present with the [plot] extra
+
     out = tmp_path / "plot.gif"
     result = run(
-        "classify", clips / "carving_ice.mp4", "--model", float_model_dir, "--plot", out, "--json", cwd=tmp_path
+        "classify", clips / "carving_ice.mp4", "--model", golden_model_dir, "--plot", out, "--json", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
     steps = json.loads(result.stdout)["steps"]
@@ -55,8 +56,8 @@ def test_gif_has_one_frame_per_step(tmp_path: Path, float_model_dir: Path, clips
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plot.gif"]
 
 
-def test_mp4_through_the_library(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
-    classifier = StreamingClassifier.open(float_model_dir)
+def test_mp4_through_the_library(tmp_path: Path, golden_model_dir: Path, clips: Path, plot_extra: None) -> None:
+    classifier = StreamingClassifier.open(golden_model_dir)
     recorder = FrameRecorder(classifier)
     result = classify_clip(clips / "rope_pushdown.mp4", recorder, keep_probabilities=True)
     assert len(recorder.frames) == result.steps
@@ -89,13 +90,13 @@ def test_labels_start_with_the_final_answer() -> None:
     assert set(chosen) == {5, 2, 4}
 
 
-def test_bad_plot_names_fail_before_the_work(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
+def test_bad_plot_names_fail_before_the_work(tmp_path: Path, golden_model_dir: Path, clips: Path) -> None:
     clip = clips / "carving_ice.mp4"
     for target, message in [
         (tmp_path / "plot.png", r"use a \.gif or \.mp4 file name"),
         (tmp_path / "missing" / "plot.gif", "directory .* does not exist"),
     ]:
-        result = run("classify", clip, "--model", float_model_dir, "--plot", target, cwd=tmp_path)
+        result = run("classify", clip, "--model", golden_model_dir, "--plot", target, cwd=tmp_path)
         assert result.returncode == 2
         assert "Traceback" not in result.stderr
         lines = result.stderr.splitlines()
@@ -105,13 +106,13 @@ def test_bad_plot_names_fail_before_the_work(tmp_path: Path, float_model_dir: Pa
         assert not target.exists()
 
 
-def test_missing_matplotlib_is_one_clear_line(tmp_path: Path, float_model_dir: Path, clips: Path) -> None:
+def test_missing_matplotlib_is_one_clear_line(tmp_path: Path, golden_model_dir: Path, clips: Path) -> None:
     broken = tmp_path / "site"
     (broken / "matplotlib").mkdir(parents=True)
     (broken / "matplotlib" / "__init__.py").write_text("raise ImportError(\"No module named 'matplotlib'\")\n")
     out = tmp_path / "plot.gif"
     result = run(
-        "classify", clips / "carving_ice.mp4", "--model", float_model_dir, "--plot", out,
+        "classify", clips / "carving_ice.mp4", "--model", golden_model_dir, "--plot", out,
         cwd=tmp_path, env={"PYTHONPATH": str(broken)},
     )  # fmt: skip
     assert result.returncode == 2

@@ -18,8 +18,11 @@ from movinet_edge.sources import SourceStats
 
 
 class Clock:
-    def __init__(self) -> None:
-        self.now = 50.0
+    """Monotonic seconds that move when the test says (start at ``time.monotonic()`` to be on the
+    clock of parts that keep their own, such as the MQTT sink's ``since``)."""
+
+    def __init__(self, now: float = 50.0) -> None:
+        self.now = now
 
     def __call__(self) -> float:
         return self.now

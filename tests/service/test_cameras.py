@@ -4,32 +4,39 @@ the metrics carry a ``camera`` label. A real server on a free port, real monitor
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from service.http_support import Clock, Feeder, Source, get, samples
+from service.support import free_port
 
 from movinet_edge.results import Event
 from movinet_edge.service.health import HealthServer
 from movinet_edge.service.metrics import ServiceMetrics
 from movinet_edge.service.monitor import EventStamper, HealthOptions, ServiceMonitor, WallClock
 from movinet_edge.service.service_health import ServiceHealth
+from movinet_edge.sinks.mqtt import MqttSink
+from movinet_edge.sinks.mqtt_options import MqttOptions
 
 CAMERAS = ("door", "yard")
 
 
+Served = tuple[HealthServer, ServiceHealth, ServiceMetrics, dict[str, Feeder], Clock]
+
+
 @contextmanager
-def cameras(options: HealthOptions) -> Iterator[tuple[HealthServer, ServiceHealth, ServiceMetrics,
-                                                         dict[str, Feeder], Clock]]:
-    clock = Clock()
+def cameras(options: HealthOptions, mqtt: Any = None, start: float = 50.0) -> Iterator[Served]:
+    clock = Clock(start)
     stamper = EventStamper("dev", WallClock(), "s")
     monitors, sources = [], {}
     for name in CAMERAS:
         sources[name] = Source()
         monitors.append(ServiceMonitor(5.0, options, stamper=stamper, source_stats=sources[name].stats,
                                        camera=name, clock=clock))  # fmt: skip
-    health = ServiceHealth(monitors, options=options)
+    health = ServiceHealth(monitors, mqtt=mqtt, options=options)
     metrics = ServiceMetrics(health, info={"device_id": "dev"}, process=False)
     feeders = {m.camera: Feeder(m, clock, source=sources[m.camera], sinks=[metrics.sink(m.camera)])
                for m in monitors}  # fmt: skip
@@ -97,6 +104,22 @@ def test_all_cameras_required_makes_one_stalled_camera_a_503() -> None:
         assert status == 503 and answer["status"] == "stalled" and answer["reason"].startswith("camera yard:"), body
 
 
+def test_every_reason_is_listed_and_a_required_broker_decides() -> None:
+    """One stalled camera (not required) and a broker that never answered (required): 503, both named."""
+    sink = MqttSink(MqttOptions(host="127.0.0.1", port=free_port()), device_id="dev")  # never started
+    options = HealthOptions(frame_timeout=2.0, mqtt_grace=0.0, mqtt_required=True)
+    # The test's clock starts at the real monotonic time: the sink's ``since`` is on that clock.
+    with cameras(options, mqtt=sink, start=time.monotonic()) as (server, health, metrics, feeders, clock):
+        both(feeders, clock, 3)
+        both(feeders, clock, 3, only="yard")
+        status, _, body = get(server.url + "/healthz")
+        answer = json.loads(body)
+        assert status == 503 and answer["status"] == "disconnected", body
+        assert answer["reason"].startswith(f"MQTT broker 127.0.0.1:{sink.options.port} not connected for")
+        assert [r.split(":")[0] for r in answer["reasons"]] == ["camera door", "MQTT broker 127.0.0.1"]
+        assert answer["mqtt"]["state"] == "connecting" and not answer["mqtt"]["ok"]
+
+
 def test_events_of_all_cameras_in_one_list_each_with_its_camera() -> None:
     with cameras(HealthOptions()) as (server, health, metrics, feeders, clock):
         health.monitors["door"].on_event(Event("new", "juggling", 0.7, start=1.0, timestamp=1.0))
@@ -109,7 +132,10 @@ def test_events_of_all_cameras_in_one_list_each_with_its_camera() -> None:
 
 def test_cameras_need_distinct_names() -> None:
     clock = Clock()
-    make = lambda name: ServiceMonitor(5.0, stamper=EventStamper("d", WallClock()), camera=name, clock=clock)  # noqa: E731
+
+    def make(name: str | None) -> ServiceMonitor:
+        return ServiceMonitor(5.0, stamper=EventStamper("d", WallClock()), camera=name, clock=clock)
+
     with pytest.raises(ValueError, match="distinct names"):
         ServiceHealth([make("a"), make("a")])
     with pytest.raises(ValueError, match="distinct names"):

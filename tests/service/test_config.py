@@ -27,7 +27,9 @@ def _all_keys() -> list[str]:
     from movinet_edge.app import source_fields
     from movinet_edge.sinks.registry import sink_kinds
 
-    keys = _keys(ServiceConfig)
+    from movinet_edge.service.config import HTTP_PARTS
+
+    keys = _keys(ServiceConfig) + [key for part in HTTP_PARTS for key in _keys(part, "http.")]
     keys += [f"source.{key}" for key, (_kinds, f) in source_fields().items()]
     for kind in sink_kinds().values():
         if kind.service:

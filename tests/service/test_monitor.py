@@ -86,6 +86,27 @@ def test_a_slow_camera_is_not_blamed_on_inference() -> None:
     assert monitor.health().ok
 
 
+def test_rates_start_over_after_an_outage() -> None:
+    monitor, clock, stats = make_monitor()
+    run(monitor, clock, stats, seconds=6, camera_fps=30, step_every=6)
+    clock.now += 3.0  # the camera is gone for 3 s (stalled after 2)
+    assert monitor.health().state == "stalled"
+    run(monitor, clock, stats, seconds=0.5, camera_fps=30, step_every=6)
+    health = monitor.health()
+    assert (health.ok, health.state) == (False, "recovering") and "after 3.0 s without" in health.reason, health
+    run(monitor, clock, stats, seconds=0.7, camera_fps=30, step_every=6)
+    health = monitor.health()  # 1.2 s after: rates of the present only (the 5 s window still spans the outage)
+    assert (health.ok, health.state) == (True, "ok") and health.details["model_fps"] >= 4.0, health
+
+
+def test_a_slow_camera_is_no_outage() -> None:
+    """What counts as an outage scales with the frame interval: a 1 fps camera is measured, not reset."""
+    monitor, clock, stats = make_monitor()
+    run(monitor, clock, stats, seconds=8, camera_fps=1, step_every=1)
+    health = monitor.health()
+    assert (health.ok, health.state) == (True, "ok") and abs(health.details["camera_fps"] - 1.0) < 0.1, health
+
+
 def test_frames_the_source_dropped_count_as_camera_rate() -> None:
     monitor, clock, stats = make_monitor()
     # The loop sees 2 fps but the camera made 30: the source dropped the rest while inference ran.

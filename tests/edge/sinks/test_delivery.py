@@ -59,7 +59,12 @@ def test_the_link_log_warns_once_then_at_a_bounded_rate(caplog) -> None:
     assert lines() == [("WARNING", "MQTT: lost the connection to broker:1883 (disconnected: keepalive timeout); "
                                    "reconnecting")]  # fmt: skip
     assert state.since == now[0] and not state.connected
-    now[0] += 30.0
+    now[0] += 1.0
+    link.down("connection refused")  # the first failed reconnect after a loss says why
+    link.down("connection refused")
+    assert lines() == [("WARNING", "MQTT: cannot reach broker:1883: connection refused; retrying"),
+                       ("DEBUG", "MQTT: cannot reach broker:1883: connection refused; retrying")]  # fmt: skip
+    now[0] += 29.0
     link.up()
     assert lines() == [("INFO", "MQTT: connected to broker:1883 again after 30 s")]
 
