@@ -15,7 +15,6 @@ as :class:`OptionProblems` keyed by option names (``source.video``,
 
 from __future__ import annotations
 
-import io
 import logging
 import sys
 import threading
@@ -29,6 +28,7 @@ from .errors import EdgeError
 from .model_path import resolve_model
 from .options import at_least, check_options, option, positive
 from .postprocess import EventOptions, SmoothingOptions
+from .sinks.camera_lines import CameraLines
 from .sinks.registry import SinkContext, SinkKind, missing_requirements, sink_kinds
 from .sources.registry import SourceContext, SourceKind, source_kinds
 
@@ -63,6 +63,9 @@ class ModelOptions:
     # one it was trained and exported with), else crop.
     resize: str | None = field(default=None, metadata=option("How a frame becomes square.", choices=RESIZE_POLICIES))
     runtime: str | None = field(default=None, metadata=option("TFLite runtime.", choices=RUNTIMES))
+    # Several cameras share one model; more interpreters (each with its own packed weights)
+    # step them in parallel on a loaded or many-core board.
+    pool: int = field(default=1, metadata=option("Interpreters shared by the cameras.", check=at_least(1)))
 
 
 @dataclass
@@ -220,7 +223,7 @@ def open_model(options: ModelOptions) -> Any:
     with native_stderr_silenced():
         return StreamingClassifier.open(
             path, labels=options.labels, num_threads=options.threads, resize_policy=options.resize,
-            runtime=options.runtime,
+            runtime=options.runtime, pool=options.pool,
         )  # fmt: skip
 
 
@@ -263,32 +266,6 @@ def check_requirements(config: RunConfig) -> None:
         missing += [p for p in missing_requirements(kind) if p not in missing]
     if missing:
         raise EdgeError(f"missing {', '.join(missing)}: pip install 'movinet-edge[service]'")
-
-
-class _TaggedLines(io.TextIOBase):
-    """Writes each line to ``out`` with the camera id in front (several cameras on one console)."""
-
-    def __init__(self, out: TextIO, tag: str) -> None:
-        self.out = out
-        self.tag = tag
-        self._at_start = True
-
-    def write(self, text: str) -> int:
-        json_line = text.startswith("{")
-        if json_line and self._at_start:
-            # JSON lines get the camera as a key, so each line stays one JSON object.
-            text = '{"camera":"' + self.tag + '",' + text[1:]
-        else:
-            lines = text.split("\n")
-            text = "\n".join(
-                (f"[{self.tag}] {line}" if line and (i > 0 or self._at_start) else line) for i, line in enumerate(lines)
-            )
-        self._at_start = text.endswith("\n")
-        self.out.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        self.out.flush()
 
 
 @dataclass
@@ -385,7 +362,7 @@ def build(config: RunConfig, hooks: BuildHooks | None = None) -> Assembly:
         # The per-camera sinks are opened before the model too: a --display without a GUI or an
         # unwritable --save is refused in a second, not after the model loaded.
         contexts = [replace(shared, source_fps=source.fps,
-                            stdout=_TaggedLines(stdout, camera.id) if config.many else stdout)
+                            stdout=CameraLines(stdout, camera.id) if config.many else stdout)
                     for camera, source in zip(config.cameras, sources)]  # fmt: skip
         configured = [[kind.open(_per_camera(options, camera.id, config.many), context)
                        for kind, options in kinds if not _is_network(kind)]

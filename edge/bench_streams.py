@@ -182,28 +182,24 @@ def bench_streams(options: StreamsBenchOptions) -> StreamsReport:
 
 
 def measure_in_process(options: StreamsBenchOptions) -> StreamsReport:
-    from .model import StreamingClassifier
-    from .native_logs import native_stderr_silenced
-    from .sources import VideoFileSource, quiet_opencv_logs
-    from .streams import StreamRunner, StreamSpec
+    from .app import BuildHooks, CameraConfig, ModelOptions, RunConfig, WindowOptions, build, choose_sources
+    from .streams import StreamRunner
 
-    quiet_opencv_logs()
-    with native_stderr_silenced():
-        model = StreamingClassifier.open(options.model, num_threads=options.threads, runtime=options.runtime,
-                                         pool=options.pool)  # fmt: skip
-    classifiers = [model] + [model.fork() for _ in range(options.streams - 1)]
-    sources: list[VideoFileSource] = []
-    try:
-        for _ in range(options.streams):  # one decoder thread each: a 320x240 camera needs no more
-            sources.append(VideoFileSource(options.clip, realtime=True, loop=True, decode_threads=1))
-    except BaseException:
-        for source in sources:
-            source.close()
-        raise
+    names = [f"cam{i + 1}" for i in range(options.streams)]
+    # The assembly of `movinet-edge --video CLIP --realtime --loop` with the clip N times, printing
+    # nothing: one model, a fork per camera, each camera's own pipeline (windowed, as a camera is).
+    choices = choose_sources({"video": [options.clip] * options.streams, "realtime": True, "loop": True})
+    config = RunConfig(
+        cameras=[CameraConfig(n, choice, window=WindowOptions(enabled=True)) for n, choice in zip(names, choices)],
+        model=ModelOptions(path=options.model, threads=options.threads, runtime=options.runtime, pool=options.pool),
+    )  # fmt: skip
+    # One decoder thread each: a 320x240 camera needs no more.
+    assembly = build(config, BuildHooks(decode_threads=1))
+    model = assembly.model
+    sources = [stream.source for stream in assembly.streams]
     clip_fps = sources[0].fps
     rate = min(model.fps, clip_fps) if clip_fps else model.fps
-    names = [f"cam{i + 1}" for i in range(options.streams)]
-    runner = StreamRunner([StreamSpec(n, s, c) for n, s, c in zip(names, sources, classifiers)])
+    runner = StreamRunner(assembly.streams)
     fault: FaultMeasure | None = None
     private_kb = 0
     cpu0, wall0 = _cpu_seconds(), time.monotonic()
@@ -232,6 +228,7 @@ def measure_in_process(options: StreamsBenchOptions) -> StreamsReport:
     finally:
         runner.stop()
         runner.wait()
+        assembly.close()
     if options.fault and before:
         others = [s for s in final if s.name != names[0]]
         fault = FaultMeasure(

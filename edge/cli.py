@@ -93,6 +93,8 @@ def live(
     threads: ThreadsOpt = None,
     resize: ResizeOpt = None,
     runtime: RuntimeOpt = None,
+    pool: Annotated[int, typer.Option("--pool", min=1, help="Interpreters shared by several sources (each holds "
+                                      "the weights once).")] = 1,
     json_output: JsonOpt = False,
     smoothing: Annotated[str, typer.Option("--smoothing", click_type=_choice("ema", "mean", "none"),
                                            help="Smoothing over steps.")] = "ema",
@@ -145,7 +147,8 @@ def live(
     sinks = _live_sinks(derived, json_output, top_k)
     config = RunConfig(
         cameras=[CameraConfig(cid, choice, events, window) for cid, choice in zip(camera_ids(choices), choices)],
-        model=ModelOptions(path=model, labels=labels, threads=threads, top_k=top_k, resize=resize, runtime=runtime),
+        model=ModelOptions(path=model, labels=labels, threads=threads, top_k=top_k, resize=resize, runtime=runtime,
+                           pool=pool),
         smoothing=SmoothingOptions(method=smoothing, alpha=alpha),  # type: ignore[arg-type]
         sinks=sinks,
         max_steps=max_steps,

@@ -53,6 +53,10 @@ def top_k(probs: np.ndarray, labels: Sequence[str], k: int) -> list[tuple[str, f
         return []
     if k < n:
         idx = np.argpartition(p, n - k)[n - k :]
+        # argpartition picks any of the classes tied at the cut; take the lowest indices, as argmax does.
+        cut = p[idx].min()
+        above = np.flatnonzero(p > cut)
+        idx = np.concatenate((above, np.flatnonzero(p == cut)[: k - above.size]))
     else:
         idx = np.arange(n)
     # Stable order for ties: higher score first, then lower class index.

@@ -116,12 +116,13 @@ def _load(module: str) -> tuple[Runtime | None, str]:
             fix = "pip install 'numpy<2'" if _is_arm32() else (
                 f"pip install 'numpy<2' 'opencv-python-headless<4.12' (what {TFLITE_RUNTIME_SPEC} installs)"
             )
-            return None, f"{dist} {version} is built for numpy 1.x and cannot run beside numpy {numpy.__version__}; {fix}"
+            why = f"is built for numpy 1.x and cannot run beside numpy {numpy.__version__}"
+            return None, f"{dist} {version} {why}; {fix}"
     try:
         interpreter_module = importlib.import_module(f"{module}.interpreter")
     except ImportError as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return None, f"{dist} {version} is installed but does not load ({first}); reinstall it: pip install --force-reinstall {dist}"
+        return None, f"{dist} {version} is installed but does not load ({first}); pip install --force-reinstall {dist}"
     return Runtime(name=module, version=version, interpreter_class=interpreter_module.Interpreter), ""
 
 
@@ -192,7 +193,8 @@ def make_interpreter(path: Path, num_threads: int | None = None, runtime: Runtim
         first = _first_line(exc)
         if runtime.name == "tflite_runtime" and "Didn't find op" in first:
             # An op (or op version) newer than tflite-runtime 2.14 knows.
-            raise EdgeError(f"{path} needs ai-edge-litert: tflite-runtime {runtime.version} {first}") from None
+            why = f"tflite-runtime {runtime.version} cannot load it ({first})"
+            raise EdgeError(f"{path} needs ai-edge-litert: {why}") from None
         raise EdgeError(f"{runtime.name} cannot load {path}: {first}") from None
     if runtime.name == "tflite_runtime":
         check_runs(interpreter, runtime, path)

@@ -56,7 +56,7 @@ class WindowedClassifier:
         self.fallback: str | None = None
         if self.policy is WindowPolicy.RESCALE and not classifier.has_pool_states:
             # Rescaling needs to find the pooling sums and frame counts by their official names;
-            # dual windows only reset and restore whole state sets, whatever they are called.
+            # dual windows only reset whole state sets, whatever they are called.
             self.policy = WindowPolicy.DUAL
             self.fallback = "the model's states are not named *_pool_buffer/*_pool_frame_count: dual windows instead"
         self.window_frames = max(4, int(round(window_seconds * classifier.fps)))

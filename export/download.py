@@ -34,6 +34,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from movinet_edge.files import write_text_atomic
 from movinet_edge.progress import Progress
 
 from movinet_export import __version__
@@ -361,7 +362,7 @@ def _write_state(state: Path, url: str, headers: http.client.HTTPMessage) -> Non
     """Remember what the ``.part`` is a prefix of, for a later resume."""
     data = {"url": url, "etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified")}
     with contextlib.suppress(OSError):
-        state.write_text(json.dumps(data), encoding="utf-8")
+        write_text_atomic(state, json.dumps(data))
 
 
 def _read_sidecar(sidecar: Path) -> str | None:
@@ -377,9 +378,7 @@ def _read_sidecar(sidecar: Path) -> str | None:
 
 def _write_sidecar(sidecar: Path, digest: str, name: str) -> None:
     """Write ``sha256sum``'s format, so ``sha256sum -c`` can check the cache too."""
-    tmp = sidecar.with_name(sidecar.name + ".tmp")
-    tmp.write_text(f"{digest}  {name}\n", encoding="utf-8")
-    os.replace(tmp, sidecar)
+    write_text_atomic(sidecar, f"{digest}  {name}\n")
 
 
 def _network_error(url: str, exc: BaseException, timeout: float, hint: str) -> ExportError:

@@ -13,6 +13,7 @@ instead of after ~6 s of import or minutes of build and calibration.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import tempfile
 from pathlib import Path
@@ -20,18 +21,34 @@ from typing import Any
 
 import numpy as np
 
-from movinet_edge.manifest import LABELS_NAME, MANIFEST_NAME, MODEL_NAME, Manifest, write_json_atomic
+from movinet_edge.files import write_json_atomic
+from movinet_edge.manifest import LABELS_NAME, MANIFEST_NAME, MODEL_NAME, Manifest
 
 from .errors import ExportError
 from .labels import Labels, check_label_count, load_labels
 from .options import ExportOptions, check_options, default_output
 from .stages import Stages
-from .streaming_model import StreamingModel
+from .streaming_model import StreamingModel, from_checkpoint, from_savedmodel
 from .zoo import ZooEntry, lookup
 
 # Frames of the calibration streams the int8 plan is measured on: every candidate
 # model runs them all (A0 at 172 px: ~2 s a candidate on 2 cores).
 EVALUATION_FRAMES = 320
+
+
+# Top-level modules of the [export] extra (tensorflow, tf-keras, tf-models-official).
+EXPORT_EXTRA_MODULES = ("tensorflow", "tf_keras", "official")
+
+
+def require_export_extra() -> None:
+    """ModuleNotFoundError (the CLI says what to install) when the [export] extra is missing.
+
+    Found without importing anything: a device install (no TensorFlow) learns it at once,
+    not after downloading a checkpoint it cannot use.
+    """
+    for name in EXPORT_EXTRA_MODULES:
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 
 class Exporter:
@@ -69,18 +86,17 @@ class Exporter:
 
     @property
     def labels(self) -> list[str]:
-        self.prepare()
-        assert self._labels is not None
-        return self._labels.names
+        return self._read_labels().names
 
     # ---- preparation ------------------------------------------------------
     def prepare(self) -> None:
         """Resolve weights and labels (no TensorFlow yet), then build the models and save the SavedModel."""
         if self._model is not None:
             return
+        require_export_extra()  # before a download that a device install could not use anyway
         opts = self.options
-        prefix, source = (None, {}) if opts.saved_model is not None else self._resolve_weights()
-        labels = self._labels = self._labels or load_labels(opts.labels, self.cache_dir, opts.progress, self.log)
+        weights = None if opts.saved_model is not None else self._resolve_weights()
+        labels = self._read_labels()
         self.log("loading TensorFlow")
         import tensorflow  # noqa: F401 - ~6 s: announced, and only after every cheap check
 
@@ -90,16 +106,19 @@ class Exporter:
             check_label_count(labels, num_classes)
 
         if opts.saved_model is not None:
-            from .streaming_model import from_savedmodel
-
             self._model = from_savedmodel(Path(opts.saved_model), self.entry, opts.resolution, savedmodel,
                                           check_classes, self.log)
         else:
-            from .streaming_model import from_checkpoint
-
-            assert prefix is not None
+            assert weights is not None
+            prefix, source = weights
             self._model = from_checkpoint(prefix, source, self.entry, opts.resolution, opts.num_classes,
                                           savedmodel, check_classes, self.log)
+
+    def _read_labels(self) -> Labels:
+        """Read once: a file as soon as the inputs are checked, a URL (or the packaged ones) at prepare()."""
+        if self._labels is None:
+            self._labels = load_labels(self.options.labels, self.cache_dir, self.options.progress, self.log)
+        return self._labels
 
     def _resolve_weights(self) -> tuple[str, dict[str, Any]]:
         """The checkpoint prefix on disk (downloaded and extracted when it is a URL), and its record."""
@@ -125,8 +144,8 @@ class Exporter:
             from .calibration import expand_videos
 
             expand_videos(opts.calibration_videos)
-        if opts.labels is not None and "://" not in opts.labels and self._labels is None:
-            self._labels = load_labels(opts.labels, self.cache_dir, opts.progress)  # a file: read it now
+        if opts.labels is not None and "://" not in opts.labels:
+            self._read_labels()  # a file: now (a download waits until the weights are resolved)
 
     # ---- writing -----------------------------------------------------------
     def export(self, precision: str, output: Path | None = None, force: bool = False) -> Manifest:

@@ -46,6 +46,7 @@ from movinet_edge.preprocess import ResizePolicy
 
 from .errors import ExportError
 from .evaluation import Evaluation, plot_confusion
+from .exporter import require_export_extra
 from .output import StagedOutput, check_target
 from .stages import Stages
 from .trainer import EpochRecord, Trainer, TrainingSettings
@@ -143,15 +144,17 @@ class Finetuner:
         started = time.monotonic()
         opts = self.options
         check_target(self.output, opts.force)  # before minutes of work
+        require_export_extra()  # a device install: before reading every video
         data = discover(opts.data_dir, test_fraction=opts.test_fraction, seed=opts.seed,
                         workers=self.workers, progress=opts.progress)
         self.log(data.summary())
         self.log(f"best epoch picked on the {data.selection_split} split"
                  + ("" if data.val else " (no val/ folder: the test accuracy is then optimistic)"))
+        self.source = self._resolve_start()  # a download, if any, before TensorFlow
+        self.log("loading TensorFlow")
         import tensorflow as tf
 
         tf.keras.utils.set_random_seed(opts.seed)
-        self.source = self._resolve_start()
         model = self._build(len(data.classes))
         trainable = self._freeze(model)
         from .clip_pipeline import Augmentation, ClipPipeline, ClipSpec

@@ -2,7 +2,7 @@
 
 The official checkpoints classify the 600 Kinetics-600 classes in the order
 of tensorflow/models' label map; that file is packaged here
-(labels/kinetics_600_labels.txt, see labels/README.md), so exporting an
+(label_maps/kinetics_600_labels.txt, see label_maps/README.md), so exporting an
 official checkpoint needs no network for its labels. ``$MOVINET_LABELS_URL``
 still replaces it with a download for those who set it. The labels are read
 before TensorFlow loads, so a missing or unreadable file is refused at once;
@@ -35,7 +35,7 @@ class Labels:
 
 def kinetics_600_labels() -> list[str]:
     """The packaged Kinetics-600 label map (600 names, the official logits' order)."""
-    with as_file(files(__package__) / "labels" / KINETICS_600_FILE) as path:
+    with as_file(files(__package__) / "label_maps" / KINETICS_600_FILE) as path:
         return read_labels(path)
 
 
@@ -46,7 +46,7 @@ def load_labels(spec: str | None, cache_dir: Path, progress: bool = True,
         url = os.environ.get(LABELS_URL_ENV)
         if not url:
             log("no --labels: using the Kinetics-600 labels packaged with movinet-export")
-            return Labels(kinetics_600_labels(), f"movinet_export/labels/{KINETICS_600_FILE}", given=False)
+            return Labels(kinetics_600_labels(), f"movinet_export/label_maps/{KINETICS_600_FILE}", given=False)
         log(f"no --labels: using the Kinetics-600 labels {url}")
         path = fetch(url, cache_dir, progress=progress, local="a local labels file with --labels FILE")
         return Labels(_read(path, url), url, given=False)

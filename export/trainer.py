@@ -143,7 +143,8 @@ class Trainer:
                     decode_failures=failed,
                 )
                 history.append(record)
-                self.log(f"epoch {epoch}/{settings.epochs}: loss {record.loss:.3f}, train acc {record.train_accuracy:.1%}, "
+                self.log(f"epoch {epoch}/{settings.epochs}: loss {record.loss:.3f}, "
+                         f"train acc {record.train_accuracy:.1%}, "
                          f"{selection} acc {sel_acc:.1%}, {selection} loss {sel_loss:.3f} ({record.seconds:.0f} s)"
                          + ("  * best" if improved else ""))
         except KeyboardInterrupt:

@@ -46,6 +46,7 @@ LONGEST_FIRST = (
     "export/test_int8_quality.py",
     "arm64/test_arm64.py",
     "export/test_export.py",
+    "export/test_golden.py",
     "export/test_zoo.py",
 )
 

@@ -44,6 +44,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "top_k": ("model.top_k", "--top-k"),
     "resize": ("model.resize", "--resize"),
     "runtime": ("model.runtime", "--runtime"),
+    "pool": ("model.pool", "--pool"),
     "smoothing": ("smoothing.method", "--smoothing"),
     "alpha": ("smoothing.alpha", "--alpha"),
     "start_threshold": ("events.start_threshold", "--start-threshold"),
@@ -124,6 +125,7 @@ def serve_cmd(
     log_level: Annotated[LogLevel | None, typer.Option("--log-level", help="Log detail on stderr.")] = None,
     runtime: Annotated[str | None, typer.Option("--runtime", click_type=click.Choice(list(RUNTIMES)),
                                                 help="TFLite runtime (default: whichever is installed).")] = None,
+    pool: Annotated[int | None, typer.Option("--pool", min=1, help="Interpreters shared by the cameras.")] = None,
     derived: dict[str, dict[str, Any]],
 ) -> None:
     """Run as a device service: config file, systemd notify, HTTP health and metrics, MQTT events."""

@@ -29,76 +29,24 @@ from __future__ import annotations
 import os
 import re
 import socket
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..app import (
-    DEFAULT_CAMERA,
-    CameraConfig,
-    ModelOptions,
-    OptionProblems,
-    RunConfig,
-    WindowOptions,
-    choose_sources,
-    source_fields,
-    target_keys,
-)
+from ..app import DEFAULT_CAMERA, CameraConfig, ModelOptions, RunConfig, WindowOptions, source_fields, target_keys
 from ..errors import EdgeError
-from ..options import at_least, between, one_of, option
-from ..postprocess import SMOOTHING_METHODS, EventOptions, SmoothingOptions
+from ..options import one_of, option
+from ..postprocess import EventOptions, SmoothingOptions
 from ..sinks.registry import sink_kinds
-from ..sources.registry import source_kinds
+from .camera_tables import read_cameras
 from .http_server import HttpLimits
 from .monitor import HealthOptions
-from .tables import EX_CONFIG, ConfigError, Report, build_table, convert, read_toml
+from .sections import DEVICE_ID, HTTP_PARTS, EventsSection, HttpSection, SmoothingSection
+from .tables import EX_CONFIG, ConfigError, Report, build_table, read_toml
 
-__all__ = ["EX_CONFIG", "ConfigError", "ServiceConfig", "load_config", "parse_listen", "example_config_path"]
-
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-@dataclass
-class SmoothingSection:
-    method: str = field(default="ema", metadata=option(check=one_of(SMOOTHING_METHODS)))
-    alpha: float = field(default=0.5, metadata=option(check=between(0.0, 1.0, low_open=True)))
-    window: int = field(default=5, metadata=option(check=at_least(1)))
-
-
-@dataclass
-class EventsSection:
-    start_threshold: float = field(default=0.5, metadata=option(check=between(0.0, 1.0)))
-    end_threshold: float = field(default=0.3, metadata=option(check=between(0.0, 1.0)))
-    min_steps: int = field(default=2, metadata=option(check=at_least(1)))
-    update_every: float = field(default=5.0, metadata=option(check=at_least(0.0)))
-    update_delta: float = field(default=0.15, metadata=option(check=at_least(0.0)))
-    allow: list[str] = field(default_factory=list)
-    deny: list[str] = field(default_factory=list)
-
-    def options(self) -> EventOptions:
-        return EventOptions(
-            start_threshold=self.start_threshold, end_threshold=self.end_threshold, min_steps=self.min_steps,
-            update_every=self.update_every, update_delta=self.update_delta,
-            allow=tuple(self.allow), deny=tuple(self.deny),
-        )  # fmt: skip
-
-
-@dataclass
-class HttpSection:
-    """[http]: /healthz, /metrics, /events. Loopback by default: metrics are not for the whole network.
-
-    The same table also holds the health verdict's options (:class:`HealthOptions`) and the
-    server's connection limits (:class:`HttpLimits`): one section, three option types.
-    """
-
-    enabled: bool = True
-    listen: str = "127.0.0.1:9750"
-    recent_events: int = field(default=100, metadata=option(check=between(1, 10000)))
-
-
-HTTP_PARTS = (HttpSection, HealthOptions, HttpLimits)
+__all__ = ["EX_CONFIG", "HTTP_PARTS", "ConfigError", "ServiceConfig", "load_config", "parse_listen",
+           "example_config_path"]  # fmt: skip
 
 
 @dataclass
@@ -284,7 +232,7 @@ def load_config(
     config.path = Path(path) if path is not None else None
     if not config.device_id:
         config.device_id = default_device_id()
-    elif not _DEVICE_ID.match(config.device_id):
+    elif not DEVICE_ID.match(config.device_id):
         report("device_id", f"{config.device_id!r}: use 1-64 letters, digits, '.', '_' or '-' (it is an MQTT topic level)")
     for section, kinds in sections.items():
         for kind, options in zip(kinds, _shared_section(section, [k.options for k in kinds], raw.get(section, {}),
@@ -292,129 +240,13 @@ def load_config(
             config.sinks[kind.key] = options
     config.http, config.health, config.http_limits = _shared_section("http", list(HTTP_PARTS), raw.get("http", {}),
                                                                     report, base)  # fmt: skip
-    config.cameras = _cameras(raw, config, report, base)
+    config.cameras = read_cameras(raw, config.events, config.window, report, base)
     _cross_checks(config, report, reported)
     if check_files:
         _file_checks(config, report)
     if problems:
         raise ConfigError(problems)
     return config
-
-
-def _source_values(table: Any, section: str, report: Report, base: Path, allowed: set[str]) -> dict[str, Any]:
-    """A table's source keys, converted to their declared types (unknown keys reported)."""
-    import difflib
-
-    table_fields = source_fields()
-    values: dict[str, Any] = {}
-    if not isinstance(table, dict):
-        report(section, "must be a table")
-        return values
-    for key, value in table.items():
-        if key in allowed:
-            continue
-        if key not in table_fields:
-            names = list(table_fields) + sorted(allowed)
-            close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(names)}"
-            report(f"{section}.{key}", f"unknown key{hint}")
-            continue
-        takers, f = table_fields[key]
-        hint_type = typing.get_type_hints(takers[0].options)[f.name]
-        items = value if isinstance(value, list) and key in target_keys() else [value]
-        try:
-            converted = [convert(v, hint_type, base) for v in items]
-        except ValueError as exc:
-            report(f"{section}.{key}", str(exc))
-            continue
-        values[key] = converted if isinstance(value, list) and key in target_keys() else converted[0]
-    return values
-
-
-def _cameras(raw: dict[str, Any], config: ServiceConfig, report: Report, base: Path) -> list[CameraConfig]:
-    """[source] (one camera) or [[cameras]] (each with an id, a source and optional overrides)."""
-    events = config.events
-    tables = raw.get("cameras")
-    if tables is not None and "source" in raw and any(k in raw["source"] for k in target_keys()):
-        report("cameras", "give either [source] or [[cameras]] tables, not both")
-        return []
-    if tables is None:
-        values = _source_values(raw.get("source", {}), "source", report, base, set())
-        given = [k for k in target_keys() if values.get(k) not in (None, [])]
-        if len(given) > 1:
-            report("source", f"give exactly one of {', '.join(target_keys())} (got {' and '.join(given)}); "
-                   "several cameras: one [[cameras]] table each")
-        try:
-            choices = choose_sources(values)
-        except OptionProblems as exc:
-            for key, message in exc.problems:
-                report(key if key != "source" else "source", _source_message(key, message))
-            return []
-        # Several from [source] is only possible as an error (reported above) or from repeated
-        # CLI flags; the latter get an id each, and an error's files are still checked.
-        ids = [DEFAULT_CAMERA] if len(choices) == 1 or len(given) > 1 else [f"cam{i + 1}" for i in range(len(choices))]
-        return [CameraConfig(cid, choice, _event_options(events), config.window) for cid, choice in zip(ids, choices)]
-    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
-        report("cameras", "must be [[cameras]] tables, one per camera")
-        return []
-    shared = dict(raw["source"]) if isinstance(raw.get("source"), dict) else {}
-    cameras: list[CameraConfig] = []
-    seen: set[str] = set()
-    for index, table in enumerate(tables):
-        where = f"cameras[{index}]"
-        cid = table.get("id")
-        if not isinstance(cid, str) or not _DEVICE_ID.match(cid):
-            report(f"{where}.id", "every camera needs an id: 1-64 letters, digits, '.', '_' or '-' (an MQTT topic level)")
-            continue
-        if cid in seen:
-            report(f"{where}.id", f"{cid!r} is used twice; camera ids must be unique")
-            continue
-        seen.add(cid)
-        where = f"cameras.{cid}"
-        own = {k: v for k, v in table.items() if k not in ("id", "events", "window")}
-        values = _source_values(own, where, report, base, set())
-        # [source] keys are defaults for every camera whose kind takes them (a stream's
-        # reconnect delays do not apply to a file camera, and that is not an error).
-        kinds = {k.config_key: k for k in source_kinds().values()}
-        takes = {f.name for key in target_keys() if values.get(key) is not None for f in fields(kinds[key].options)}
-        for key, value in _source_values(shared, "source", report, base, set()).items():
-            if key in takes and key not in values and key not in target_keys():
-                values[key] = value
-        try:
-            choices = choose_sources(values)
-        except OptionProblems as exc:
-            for key, message in exc.problems:
-                report(where if key == "source" else f"{where}.{key.removeprefix('source.')}",
-                       _source_message(key, message))  # fmt: skip
-            continue
-        if len(choices) != 1:
-            report(where, "give one source per camera")
-            continue
-        cam_events = build_table(EventsSection, {**_table(raw, "events"), **_table(table, "events")},
-                                 f"{where}.events", report, base)  # fmt: skip
-        cam_window = build_table(WindowOptions, {**_table(raw, "window"), **_table(table, "window")},
-                                 f"{where}.window", report, base)  # fmt: skip
-        cameras.append(CameraConfig(cid, choices[0], _event_options(cam_events), cam_window))
-    return cameras
-
-
-def _event_options(section: EventsSection) -> EventOptions:
-    """The section's options; rules the library checks itself are reported by _cross_checks."""
-    try:
-        return section.options()
-    except EdgeError:
-        return EventOptions()
-
-
-def _table(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
-    value = raw.get(key, {})
-    return dict(value) if isinstance(value, dict) else {}
-
-
-def _source_message(key: str, message: str) -> str:
-    if key == "source":
-        return f"give exactly one of {', '.join(target_keys())}" if "give a source" in message else message
-    return message
 
 
 def _cross_checks(c: ServiceConfig, report: Report, reported: set[str]) -> None:

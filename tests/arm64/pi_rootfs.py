@@ -167,7 +167,8 @@ def ensure_rootfs(options: RootfsOptions, log: Log) -> Path:
         write_cpuinfo(scratch, options.arch)
         guest_python = scratch / GUEST_PYTHON
         if not guest_python.is_file():
-            raise RootfsError(f"the built tree has no /{GUEST_PYTHON}; see {options.cache_dir}/debootstrap-{options.arch}.log")
+            log_path = options.cache_dir / f"debootstrap-{options.arch}.log"
+            raise RootfsError(f"the built tree has no /{GUEST_PYTHON}; see {log_path}")
         (scratch / STAMP_NAME).write_text(options.recipe)
         shutil.rmtree(options.root, ignore_errors=True)
         scratch.rename(options.root)

@@ -166,7 +166,8 @@ def test_service_on_arm64_answers_publishes_and_stops(
     mosquitto = shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/bin/mosquitto") if os.access(p, os.X_OK)), None)
     if mosquitto is None:
-        missing_tool("mosquitto is not installed (Debian: apt-get install mosquitto); the arm64 service test needs a broker")
+        missing_tool("mosquitto is not installed (Debian: apt-get install mosquitto); "
+                     "the arm64 service test needs a broker")
     broker = Broker(mosquitto, tmp_path / "broker")
     broker.start()
     subscriber = Subscriber(broker.port, "movinet-edge/#", client_id="arm64-test")
@@ -185,20 +186,19 @@ def test_service_on_arm64_answers_publishes_and_stops(
     service = GuestService(prepared_guest(), config)
     try:
         with arm64_clock.timed("emulated service (start, health, event, SIGTERM)"):
-            def running(what: str):
-                def check():
-                    assert service.exited() is None, f"the emulated service exited with {service.exited()}:\n{service.log()}"
-                    return what
-                return check
+            def alive() -> bool:
+                code = service.exited()
+                assert code is None, f"the emulated service exited with {code}:\n{service.log()}"
+                return True
 
-            wait_until(lambda: running("up")() and service.http_url(), timeout=SERVICE_WAIT_S,
+            wait_until(lambda: alive() and service.http_url(), timeout=SERVICE_WAIT_S,
                        what="the emulated service's HTTP address")
             status, body = service.get("/healthz")
             assert status in (200, 503), body  # it answers; 503 while emulation cannot keep up with 5 fps
             health = json.loads(body)
             assert health["ok"] is (status == 200) and health["target_fps"] == 5.0, health
             topic = "movinet-edge/pi-arm64/events"
-            wait_until(lambda: running("up")() and subscriber.events(topic), timeout=SERVICE_WAIT_S,
+            wait_until(lambda: alive() and subscriber.events(topic), timeout=SERVICE_WAIT_S,
                        what=f"an event on {topic}")
             event = subscriber.events(topic)[0]
             assert (event["kind"], event["label"], event["device_id"]) == ("new", "brush painting", "pi-arm64")

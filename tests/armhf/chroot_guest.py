@@ -125,10 +125,6 @@ class ChrootGuest:
         return subprocess.run(self.command(argv, cwd), env=self.environment(env), timeout=timeout,
                               **kwargs)  # type: ignore[call-overload]  # fmt: skip
 
-    def popen(self, argv: list[str], *, cwd: str = "/", env: dict[str, str] | None = None,
-              **kwargs: object) -> subprocess.Popen:  # fmt: skip
-        return subprocess.Popen(self.command(argv, cwd), env=self.environment(env), **kwargs)  # type: ignore[call-overload]
-
     def path(self, guest_path: str) -> Path:
         """The host path of a guest path."""
         return self.root / guest_path.lstrip("/")

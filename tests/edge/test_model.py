@@ -451,6 +451,6 @@ def _rss_kb() -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 
 
-def test_pool_must_hold_an_interpreter(float_model_dir: Path) -> None:
+def test_pool_must_hold_an_interpreter(golden_model_dir: Path) -> None:
     with pytest.raises(EdgeError, match="at least 1 interpreter"):
-        StreamingClassifier.open(float_model_dir, pool=0)
+        StreamingClassifier.open(golden_model_dir, pool=0)

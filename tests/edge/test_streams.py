@@ -136,7 +136,7 @@ def test_streams_on_one_model_give_what_each_gives_alone(
     assert all(s.state == "ended" and s.frames >= s.steps and s.latency_p95_ms >= s.latency_p50_ms > 0 for s in stats)
 
 
-def test_a_failing_stream_is_reopened_with_backoff_while_the_others_go_on(float_model_dir: Path, clips: Path,
+def test_a_failing_stream_is_reopened_with_backoff_while_the_others_go_on(golden_model_dir: Path, clips: Path,
                                                                           tmp_path: Path) -> None:  # fmt: skip
     """Three cameras (files played in real time). One's file vanishes: at the end of its first
     pass its source cannot reopen it (a real EdgeError). That stream is retried on its own, with
@@ -148,7 +148,7 @@ def test_a_failing_stream_is_reopened_with_backoff_while_the_others_go_on(float_
     def reopen() -> VideoFileSource:
         return VideoFileSource(flaky, realtime=True, loop=True)
 
-    model = StreamingClassifier.open(float_model_dir, num_threads=1)
+    model = StreamingClassifier.open(golden_model_dir, num_threads=1)
     recorders = [Recorder() for _ in range(3)]
     streams = [
         StreamSpec("flaky", reopen(), model, [recorders[0]], reopen=reopen),
@@ -223,19 +223,19 @@ def test_a_stream_that_cannot_be_reopened_ends_with_its_error_after_the_others(
     assert len(broken.raw) == 22 and broken.aborted == 1 and broken.closed == 0  # one pass, then the failure
 
 
-def test_stream_names_must_differ(float_model_dir: Path, clips: Path) -> None:
-    model = StreamingClassifier.open(float_model_dir, num_threads=1)
+def test_stream_names_must_differ(golden_model_dir: Path, clips: Path) -> None:
+    model = StreamingClassifier.open(golden_model_dir, num_threads=1)
     with VideoFileSource(clips / "rope_pushdown.mp4") as a, VideoFileSource(clips / "rope_pushdown.mp4") as b:
         with pytest.raises(EdgeError, match="stream names must differ"):
             StreamRunner([StreamSpec("cam", a, model), StreamSpec("cam", b, model.fork())])
 
 
-def test_a_stream_is_given_up_after_max_attempts_reopens(float_model_dir: Path, clips: Path, tmp_path: Path) -> None:
+def test_a_stream_is_given_up_after_max_attempts_reopens(golden_model_dir: Path, clips: Path, tmp_path: Path) -> None:
     """A camera that never comes back: ``max_attempts`` failed reopens (with their backoff, each
     reported), then the stream ends with the last reason; the other stream was never held up."""
     gone = tmp_path / "gone.mp4"
     shutil.copy(clips / "carving_ice.mp4", gone)
-    model = StreamingClassifier.open(float_model_dir, num_threads=1)
+    model = StreamingClassifier.open(golden_model_dir, num_threads=1)
     healthy = Recorder()
     streams = [
         StreamSpec("gone", VideoFileSource(gone, loop=True), model, reopen=lambda: VideoFileSource(gone)),

@@ -323,7 +323,8 @@ def test_unreachable_server_is_one_line_error(cache):
     with pytest.raises(ExportError) as error:  # a checkpoint URL: the hint says where a local one goes
         resolve_checkpoint(f"http://127.0.0.1:{port}/x.tar.gz", cache, progress=False)
 
-    assert assert_one_line(error).endswith("download the file elsewhere and pass the local path (e.g. --checkpoint PATH)")
+    message = assert_one_line(error)
+    assert message.endswith("download the file elsewhere and pass the local path (e.g. --checkpoint PATH)")
 
 
 def test_server_that_does_not_answer_times_out(server, cache):
