@@ -6,9 +6,9 @@
 
 Runs the service as a Pi would (the config the guide writes, with a looping clip
 played at its own speed as the camera, HTTP on, no MQTT) under each runtime in
-an install of its own: ai-edge-litert in this Python's environment (it needs the
-service extra), tflite-runtime 2.14 in a venv made with
-``pip install '.[service,tflite-runtime]'`` (kept in --cache). VmRSS is sampled
+a venv of its own, as the guide installs it (kept in --cache):
+``pip install '.[service]'`` for ai-edge-litert, ``pip install
+'.[service,tflite-runtime]'`` for tflite-runtime 2.14 (numpy 1.x). VmRSS is sampled
 from /proc every 0.2 s once the service answers /healthz; "peak" is the
 kernel's high-water mark (VmHWM), start-up included. Prints a Markdown table.
 
@@ -51,13 +51,16 @@ def status_kb(pid: int, field: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def tflite_runtime_python(cache: Path) -> Path:
-    """A venv with the package, the service extra and tflite-runtime (numpy<2), made once."""
-    venv = cache / "venv-tflite-runtime"
+EXTRAS = {"ai_edge_litert": "service", "tflite_runtime": "service,tflite-runtime"}
+
+
+def venv_python(cache: Path, runtime: str) -> Path:
+    """A venv with this checkout and the runtime's extras, made once (delete it to refresh)."""
+    venv = cache / f"venv-{runtime}"
     python = venv / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", f"{REPO}[service,tflite-runtime]"], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", f"{REPO}[{EXTRAS[runtime]}]"], check=True)
     return python
 
 
@@ -121,9 +124,7 @@ def main() -> int:
     parser.add_argument("--runtimes", default="ai_edge_litert,tflite_runtime")
     args = parser.parse_args()
     models = [(name, Path(path).resolve()) for name, path in (m.split("=", 1) for m in args.model)]
-    pythons = {"ai_edge_litert": Path(sys.executable)}
-    if "tflite_runtime" in args.runtimes.split(","):
-        pythons["tflite_runtime"] = tflite_runtime_python(args.cache)
+    pythons = {runtime: venv_python(args.cache, runtime) for runtime in args.runtimes.split(",")}
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for runtime in args.runtimes.split(","):

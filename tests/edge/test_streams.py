@@ -105,7 +105,7 @@ def _single(model_dir: Path, clip: Path, wrap=None) -> Recorder:
 
 @pytest.mark.parametrize("count, windowed", [(2, False), (4, True)])
 def test_streams_on_one_model_give_what_each_gives_alone(
-    count: int, windowed: bool, float_model_dir: Path, clips: Path
+    count: int, windowed: bool, golden_model_dir: Path, clips: Path
 ) -> None:
     """2 (plain) and 4 (dual windows, 8 state sets on one interpreter) real clips through the runner,
     each in its own thread and pipeline: every step's output is bit-identical to the same clip
@@ -115,8 +115,8 @@ def test_streams_on_one_model_give_what_each_gives_alone(
         return WindowedClassifier(clf, 2.0, "dual") if windowed else clf
 
     paths = [clips / name for name in CLIPS[:count]]
-    alone = [_single(float_model_dir, path, wrap if windowed else None) for path in paths]
-    first = wrap(StreamingClassifier.open(float_model_dir, num_threads=1))
+    alone = [_single(golden_model_dir, path, wrap if windowed else None) for path in paths]
+    first = wrap(StreamingClassifier.open(golden_model_dir, num_threads=1))
     recorders = [Recorder() for _ in paths]
     streams = [
         StreamSpec(f"cam{i}", VideoFileSource(path), first if i == 0 else first.fork(), [recorders[i]])
@@ -204,13 +204,13 @@ def _wait_for(runner: StreamRunner, condition, timeout: float) -> dict:
 
 
 def test_a_stream_that_cannot_be_reopened_ends_with_its_error_after_the_others(
-    float_model_dir: Path, clips: Path, tmp_path: Path
+    golden_model_dir: Path, clips: Path, tmp_path: Path
 ) -> None:
     """Without ``reopen`` a failure ends that stream (its file sinks aborted); the others run to their
     end, and run_streams then raises the failure, as one stream's run would."""
     gone = tmp_path / "gone.mp4"
     shutil.copy(clips / "carving_ice.mp4", gone)
-    model = StreamingClassifier.open(float_model_dir, num_threads=1)
+    model = StreamingClassifier.open(golden_model_dir, num_threads=1)
     broken, healthy = Recorder(), Recorder()
     streams = [
         StreamSpec("gone", VideoFileSource(gone, loop=True), model, [broken]),
