@@ -14,38 +14,9 @@ from pathlib import Path
 import numpy as np
 
 
-class MachineInfo:
-    """Where the numbers were taken; the README table quotes it."""
-
-    cpu: str
-    machine: str
-    cores: int
-    usable_cores: int
-    memory_gb: float
-    system: str
-    python: str
-    numpy: str
-    opencv: str
-    runtime: str
-    load_before: tuple[float, float, float] | None = None
-    load_after: tuple[float, float, float] | None = None
-
-    def summary(self) -> str:
-        load = ""
-        if self.load_before is not None:
-            load = f", load average {self.load_before[0]:.2f} before"
-            if self.load_after is not None:
-                load += f" / {self.load_after[0]:.2f} after"
-        return (
-            f"{self.cpu} ({self.machine}), {self.usable_cores} of {self.cores} cores usable, "
-            f"{self.memory_gb:.1f} GB RAM, {self.system}, Python {self.python}, numpy {self.numpy}, "
-            f"OpenCV {self.opencv}, {self.runtime}{load}"
-        )
-
-
 @dataclass
 class MachineInfo:
-    """Where the numbers were taken; the README table quotes it."""
+    """Where the numbers were taken; docs/benchmarks.md quotes it."""
 
     cpu: str
     machine: str

@@ -158,25 +158,15 @@ def serve_cmd(
 
 def _require_extras(cfg: Any) -> None:
     """The [service] extra's packages that this configuration uses must be there: say so in one line."""
-    import importlib.util
+    from ..sinks.registry import missing_packages, sink_kinds
 
-    from ..sinks.registry import sink_kinds
-
-    needed = {"systemd_watchdog": "systemd-watchdog"}
+    needed = [("systemd_watchdog", "systemd-watchdog")]
     if cfg.http.enabled:
-        needed["prometheus_client"] = "prometheus-client"
+        needed.append(("prometheus_client", "prometheus-client"))
     kinds = sink_kinds()
-    for key, options in cfg.run_config().sinks.items():
-        for module, package in kinds[key].requires:
-            needed[module] = package
-    missing = []
-    for module, package in needed.items():
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:  # the parent package of a dotted name is missing
-            found = False
-        if not found and package not in missing:
-            missing.append(package)
+    for key in cfg.run_config().sinks:
+        needed += kinds[key].requires
+    missing = missing_packages(needed)
     if missing:
         raise EdgeError(f"{SERVICE_EXTRA_HINT} ({', '.join(missing)} missing)")
 

@@ -20,7 +20,7 @@ import importlib
 import importlib.util
 import pkgutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -96,8 +96,13 @@ def sink_kind(key: str) -> SinkKind:
 
 def missing_requirements(kind: SinkKind) -> list[str]:
     """The pip packages ``kind`` needs that cannot be imported here."""
+    return missing_packages(kind.requires)
+
+
+def missing_packages(requires: Iterable[tuple[str, str]]) -> list[str]:
+    """Of (importable module, pip package) pairs, the packages whose module cannot be imported here."""
     missing = []
-    for module, package in kind.requires:
+    for module, package in requires:
         try:
             found = importlib.util.find_spec(module) is not None
         except ModuleNotFoundError:  # the parent package of a dotted name is missing

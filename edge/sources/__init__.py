@@ -33,7 +33,6 @@ if TYPE_CHECKING:
         source_kind,
         source_kinds,
     )
-    from .spec import SourceSpec, open_source
     from .stream import StreamOptions, StreamSource
     from .video_file import VideoFileSource, VideoOptions
 
@@ -58,8 +57,6 @@ _HOMES = {
     "register": "registry",
     "source_kind": "registry",
     "source_kinds": "registry",
-    "SourceSpec": "spec",
-    "open_source": "spec",
     "StreamOptions": "stream",
     "StreamSource": "stream",
     "VideoFileSource": "video_file",

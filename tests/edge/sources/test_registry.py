@@ -73,7 +73,7 @@ def test_listing_the_kinds_imports_neither_opencv_nor_numpy(clips: Path) -> None
         from movinet_edge.sources.registry import source_kinds
         kinds = source_kinds()
         steps["kinds"] = heavy()
-        from movinet_edge.sources import VideoFileSource, SourceSpec, ReconnectPolicy
+        from movinet_edge.sources import VideoFileSource, ReconnectPolicy
         steps["names"] = heavy()
         VideoFileSource({str(clips / "rope_pushdown.mp4")!r}).close()
         steps["opened"] = heavy()
