@@ -288,7 +288,12 @@ class Assembly:
     config: RunConfig
     model: Any  # the loaded StreamingClassifier (the cameras run forks of it)
     streams: list[Stream]
-    network_sinks: list[Any]  # shared by all cameras: they take stamped event records
+    #: Sink kind key -> the one sink of that kind all cameras share (they take stamped event records).
+    network: dict[str, Any]
+
+    @property
+    def network_sinks(self) -> list[Any]:
+        return list(self.network.values())
     stack: ExitStack
 
     @property
@@ -358,7 +363,7 @@ def build(config: RunConfig, hooks: BuildHooks | None = None) -> Assembly:
                              stdout=stdout, cameras=tuple(c.id for c in config.cameras))  # fmt: skip
         # Network sinks first: their configuration (TLS material) is checked before the model loads.
         # ``hooks.info`` is filled in by the entry point once the model is known; they publish it on start().
-        network = [kind.open(options, shared) for kind, options in kinds if _is_network(kind)]
+        network = {kind.key: kind.open(options, shared) for kind, options in kinds if _is_network(kind)}
         # The per-camera sinks are opened before the model too: a --display without a GUI or an
         # unwritable --save is refused in a second, not after the model loaded.
         contexts = [replace(shared, source_fps=source.fps,
@@ -379,7 +384,7 @@ def build(config: RunConfig, hooks: BuildHooks | None = None) -> Assembly:
             sinks += configured[index]
             # A network sink that also follows predictions (Home Assistant's current action)
             # gets a per-camera view of itself.
-            sinks += [sink.camera_sink(camera.id) for sink in network if hasattr(sink, "camera_sink")]
+            sinks += [sink.camera_sink(camera.id) for sink in network.values() if hasattr(sink, "camera_sink")]
             pipeline = PipelineOptions(
                 top_k=config.model.top_k, smoothing=config.smoothing, events=camera.events, max_steps=config.max_steps,
             )  # fmt: skip

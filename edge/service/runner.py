@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
-from ..app import DEFAULT_CAMERA, Assembly, BuildHooks, build, run
+from ..app import DEFAULT_CAMERA, BuildHooks, build, run
 from ..postprocess import EventDetector
 from ..signals import STOP, StopRequest
 from .config import ConfigError, ServiceConfig
@@ -110,8 +110,8 @@ def serve(config: ServiceConfig, stop: StopRequest | None = None) -> ServeResult
     run_config = config.run_config()
     hooks = BuildHooks(stop=stop.event, on_sources=stop.watch, on_reconnect=on_reconnect, on_recovered=on_recovered,
                        camera_sinks=camera_sinks, info=info)  # fmt: skip
-    with _built(run_config, hooks, notifier) as assembly:
-        if assembly is None or stop.requested:
+    with build(run_config, hooks) as assembly:
+        if stop.requested:
             return ServeResult(None, stop.signum, None)
         model = assembly.model
         network += assembly.network_sinks if len(assembly.streams) > 1 else []
@@ -122,7 +122,7 @@ def serve(config: ServiceConfig, stop: StopRequest | None = None) -> ServeResult
         for sink in assembly.network_sinks:
             for monitor in monitors.values():
                 monitor.listeners.append(sink.publish_event)  # records carry the camera's id (several cameras)
-        mqtt = next((s for s in assembly.network_sinks if type(s).__name__ == "MqttSink"), None)
+        mqtt = assembly.network.get("mqtt")
         service_health = ServiceHealth(list(monitors.values()), mqtt=mqtt, options=health)
         if config.http.enabled:
             from .health import HealthServer
@@ -167,22 +167,6 @@ def _close_all(sinks: list[Any]) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-
-
-class _built:
-    """``build()`` as a context manager that reports progress and tolerates a stop during start-up."""
-
-    def __init__(self, config: Any, hooks: BuildHooks, notifier: Notifier) -> None:
-        self.config, self.hooks, self.notifier = config, hooks, notifier
-        self.assembly: Assembly | None = None
-
-    def __enter__(self) -> Assembly | None:
-        self.assembly = build(self.config, self.hooks)
-        return self.assembly
-
-    def __exit__(self, *exc: object) -> None:
-        if self.assembly is not None:
-            self.assembly.close()
 
 
 def _camera_state(sinks: list[Any], camera: str, online: bool) -> None:

@@ -58,6 +58,9 @@ class RootfsOptions:
     include: tuple[str, ...] = INCLUDE
     # A tree for another use of the same arch (other packages) gets its own folder.
     flavour: str = ""
+    # Globs (relative to the tree) deleted after unpacking: big files nothing loads at
+    # import time, kept out of the cache.
+    prune: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -66,7 +69,8 @@ class RootfsOptions:
     @property
     def recipe(self) -> str:
         # The mirror is not part of the recipe: any mirror serves the same suite.
-        return f"v{RECIPE_VERSION} {SUITE} {self.arch} minbase include={','.join(self.include)}\n"
+        pruned = f" prune={','.join(self.prune)}" if self.prune else ""
+        return f"v{RECIPE_VERSION} {SUITE} {self.arch} minbase include={','.join(self.include)}{pruned}\n"
 
 
 def default_cache_dir() -> Path:
@@ -163,7 +167,7 @@ def ensure_rootfs(options: RootfsOptions, log: Log) -> Path:
         linked = register_alternatives(scratch)
         log(f"rootfs: {len(linked)} alternatives linked (update-alternatives never ran)")
         write_accounts(scratch)
-        _drop_unused_files(scratch)
+        _drop_unused_files(scratch, options.prune)
         write_cpuinfo(scratch, options.arch)
         guest_python = scratch / GUEST_PYTHON
         if not guest_python.is_file():
@@ -307,12 +311,18 @@ def write_accounts(root: Path) -> None:
 _UNUSED_IN_GUEST = ("var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale")
 
 
-def _drop_unused_files(root: Path) -> None:
-    """Delete the unpacked .debs, the apt index and documentation."""
+def _drop_unused_files(root: Path, prune: tuple[str, ...] = ()) -> None:
+    """Delete the unpacked .debs, the apt index, documentation and what ``prune`` names."""
     for deb in (root / "var" / "cache" / "apt" / "archives").glob("*.deb"):
         deb.unlink()
     for relative in _UNUSED_IN_GUEST:
         shutil.rmtree(root / relative, ignore_errors=True)
+    for pattern in prune:
+        for path in root.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
 
 def write_cpuinfo(root: Path, arch: str = ARCH) -> None:

@@ -23,6 +23,7 @@ setup problem, 3 this machine cannot run the guide (not root, no binfmt_misc).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import shutil
 import subprocess
@@ -96,11 +97,16 @@ class GuideRun:
         return bool(self.results) and all(r.exit_code == 0 for r in self.results)
 
 
+# python3-opencv pulls Mesa's GL drivers and the LLVM they link (130 MB); OpenCV never loads them
+# (checked: nothing but the drivers links libLLVM), so they stay out of the cached tree.
+PRUNE = ("usr/lib/*/dri", "usr/lib/*/libLLVM-*.so*", "usr/lib/*/libz3.so*")
+
+
 def rootfs_options(cache_dir: Path, arch: str) -> pi_rootfs.RootfsOptions:
     """The tree the guide runs in: Debian Bookworm with python3 and what the guide apt-installs."""
     include = tuple(dict.fromkeys(("python3", *pi_guide.apt_packages(arch))))
     return pi_rootfs.RootfsOptions(cache_dir=cache_dir, mirror=pi_rootfs.apt_mirror(), arch=arch,
-                                   include=include, flavour="guide")  # fmt: skip
+                                   include=include, flavour="guide", prune=PRUNE)  # fmt: skip
 
 
 class Overlay:
@@ -194,7 +200,10 @@ def guide_session(cache: Path, arch: str, model: Path, clip: Path, log: Log, whe
     still there for more commands; the overlay goes when the block ends (unless ``keep``)."""
     check_host(arch)
     options = rootfs_options(cache, arch)
-    pi_rootfs.ensure_rootfs(options, log)
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / f".lock-{arch}-guide").open("w") as lock:  # one build of a tree at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        pi_rootfs.ensure_rootfs(options, log)
     wheel = wheel or pi_packages.build_wheel(HERE.parents[1], cache / "wheelhouse", log)
     scratch = Path(tempfile.mkdtemp(prefix=f"pi-guide-{arch}-"))
     overlay = Overlay(options.root, scratch)

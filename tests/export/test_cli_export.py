@@ -635,3 +635,11 @@ def test_version(run_cli):
     result = run_cli(CLI, "--version")
 
     assert (result.returncode, result.stdout, result.stderr) == (0, f"movinet-export {__version__}\n", "")
+
+
+def test_resize_choices_are_the_devices_policies():
+    """The export side names the policies without loading OpenCV; they must be the device's own."""
+    from movinet_edge.preprocess import ResizePolicy
+    from movinet_export.options import RESIZE_POLICIES
+
+    assert RESIZE_POLICIES == tuple(policy.value for policy in ResizePolicy)

@@ -3,8 +3,9 @@
 
     /usr/bin/python3 rtsp_server.py --port PORT [--path /test] CLIP.mp4
 
-Runs with Debian's Python (the system ``python3-gi`` and ``gir1.2-gst-rtsp-server-1.0``,
-which a venv does not see). Serves the file's H.264 as it is (demuxed and
+Runs with Debian's Python: ``python3-gi`` and ``gir1.2-gst-rtsp-server-1.0`` are
+installed for it, and a venv does not see them; the pipeline needs qtdemux and
+rtph264pay (gstreamer1.0-plugins-good) and h264parse (gstreamer1.0-plugins-bad). Serves the file's H.264 as it is (demuxed and
 re-payloaded, not re-encoded), paced by the pipeline clock like a camera. At the
 end of the file it seeks back to the start, so the stream runs on however long
 a client watches. Each client gets the stream from the start (the media is not

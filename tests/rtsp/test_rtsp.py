@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 SERVER = HERE / "rtsp_server.py"
 # Debian's Python: python3-gi and the typelibs are installed for it, not for a venv.
 SYSTEM_PYTHON = "/usr/bin/python3"
-PACKAGES = "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good gstreamer1.0-plugins-bad"
+PACKAGES = "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad"
 PROBE = """
 import gi
 gi.require_version("Gst", "1.0")

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
+
+pytest.importorskip("paho.mqtt", reason="the MQTT sink needs the [service] extra (paho-mqtt)")
 from movinet_edge.frames import Frame
 from movinet_edge.results import Prediction
 from movinet_edge.sinks.home_assistant import StateLimiter, discovery_messages, label_slugs, slug

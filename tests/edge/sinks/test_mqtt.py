@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("paho.mqtt", reason="the MQTT sink needs the [service] extra (paho-mqtt)")
+
 from movinet_edge.sinks.mqtt import MqttOptions, MqttSink, TlsOptions
 from service.support import missing_tool, wait_until
 

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("paho.mqtt", reason="the MQTT sink needs the [service] extra (paho-mqtt)")
 from movinet_edge.errors import EdgeError
 from movinet_edge.sinks.mqtt import MqttOptions, MqttSink, TlsOptions
 
