@@ -28,6 +28,7 @@ from .errors import EdgeError
 from .model_path import resolve_model
 from .options import at_least, check_options, option, positive
 from .postprocess import EventOptions, SmoothingOptions
+from .runtime import RUNTIMES
 from .sinks.camera_lines import CameraLines
 from .sinks.registry import SinkContext, SinkKind, missing_requirements, sink_kinds
 from .sources.registry import SourceContext, SourceKind, source_kinds
@@ -36,7 +37,6 @@ log = logging.getLogger("movinet_edge")
 
 RESIZE_POLICIES = ("crop", "pad", "stretch")
 WINDOW_POLICIES = ("rescale", "dual")
-RUNTIMES = ("ai_edge_litert", "tflite_runtime")
 DEFAULT_CAMERA = "default"
 
 

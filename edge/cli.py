@@ -29,6 +29,15 @@ from .flags import flag_names, sink_flags, source_flags, with_options
 from .model_path import MODEL_ENV
 from .signals import STOP
 
+#: A base-install module that is not there: what to do, in one line (cv2 and numpy come from Debian on
+#: 32-bit Raspberry Pi OS, where PyPI has no wheels for them).
+MISSING_MODULE_HINTS = {
+    "cv2": "OpenCV (cv2) is missing; on 32-bit Raspberry Pi OS: sudo apt install python3-opencv and make the venv "
+    "with --system-site-packages; elsewhere: pip install opencv-python-headless",
+    "numpy": "numpy is missing; on 32-bit Raspberry Pi OS: sudo apt install python3-numpy and make the venv with "
+    "--system-site-packages; elsewhere: pip install numpy",
+}
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 120}
 
 app = typer.Typer(
@@ -303,6 +312,11 @@ def main() -> None:
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except ModuleNotFoundError as e:
+        if e.name not in MISSING_MODULE_HINTS:
+            raise
+        _err(f"error: {MISSING_MODULE_HINTS[e.name]}")
+        sys.exit(2)
     sys.exit(code)
 
 

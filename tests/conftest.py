@@ -45,6 +45,7 @@ LONGEST_FIRST = (
     "export/test_cli_export.py",
     "export/test_int8_quality.py",
     "arm64/test_arm64.py",
+    "armhf/test_armhf.py",
     "export/test_export.py",
     "export/test_golden.py",
     "export/test_zoo.py",

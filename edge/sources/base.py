@@ -66,7 +66,11 @@ def open_ffmpeg_capture(target: str, params: list[int], decode_threads: int) -> 
     """``cv2.VideoCapture`` on the FFmpeg backend with ``decode_threads`` decoder threads (OpenCV >= 4.7)."""
     import cv2
 
-    return cv2.VideoCapture(target, cv2.CAP_FFMPEG, [*params, cv2.CAP_PROP_N_THREADS, int(decode_threads)])
+    # CAP_PROP_N_THREADS came with OpenCV 4.7; Debian Bookworm's python3-opencv (32-bit Pi OS) is 4.6,
+    # where FFmpeg keeps its own thread count.
+    threads = getattr(cv2, "CAP_PROP_N_THREADS", None)
+    extra = [threads, int(decode_threads)] if threads is not None else []
+    return cv2.VideoCapture(target, cv2.CAP_FFMPEG, [*params, *extra])
 
 
 def to_rgb(bgr: np.ndarray) -> np.ndarray:

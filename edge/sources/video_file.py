@@ -129,7 +129,9 @@ class VideoFileSource(FrameSource):
                 if pass_first is None:
                     pass_first = pos if pos >= 0 else 0.0
                 ts_in_pass = pos - pass_first
-                fallback = pass_index * interval
+                # The previous frame's time plus one interval: OpenCV 4.6 reports 0 for a file's last
+                # frames, and index * interval drifts where the nominal fps is not the real spacing.
+                fallback = (last_ts - offset + interval) if pass_index > 0 else 0.0
                 if pos < 0 or (pass_index > 0 and offset + ts_in_pass <= last_ts):
                     ts_in_pass = fallback  # the container did not give a usable time
                 ts = offset + ts_in_pass
