@@ -83,3 +83,19 @@ def test_base_install_classifies_a_clip_like_the_export_environment(
     assert [e["label"] for e in on_device["top_k"]] == [e["label"] for e in in_export_env["top_k"]]
     for a, b in zip(on_device["top_k"], in_export_env["top_k"]):
         assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+
+
+def test_serve_check_reports_the_missing_service_extra(edge_venv: Path, golden_model_dir: Path, clips: Path,
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    """`serve --check` says what `serve` would fail on: here, the [service] extra (issue 15, item 14)."""
+    config = tmp_path / "service.toml"
+    config.write_text(f'[model]\npath = "{golden_model_dir}"\n[source]\nvideo = "{clips / "carving_ice.mp4"}"\n'
+                      '[mqtt]\nhost = "127.0.0.1"\n')  # fmt: skip
+    result = _run([edge_venv / "bin" / "movinet-edge", "serve", "--config", config, "--check"], timeout=120,
+                  env=_clean_env())  # fmt: skip
+    assert result.returncode != 0 and "configuration OK" not in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "pip install 'movinet-edge[service]'" in lines[0]
+    for package in ("systemd-watchdog", "prometheus-client", "paho-mqtt"):
+        assert package in lines[0], lines[0]
