@@ -57,6 +57,7 @@ from .bench_results import (
 )
 from .bench_table import format_table
 from .errors import EdgeError
+from .model_path import MAKE_MODEL_HINT
 from .manifest import LABELS_NAME, MODEL_NAME
 from .progress import Progress
 
@@ -144,7 +145,7 @@ def bench_model(model: str | os.PathLike[str], options: BenchOptions | None = No
     options = options or BenchOptions()
     path = Path(model)
     if not path.exists():
-        raise EdgeError(f"model {path} does not exist; export one with: movinet-export --model a0")
+        raise EdgeError(f"model {path} does not exist; {MAKE_MODEL_HINT}")
     model_file = path / MODEL_NAME if path.is_dir() else path
     folder = path if path.is_dir() else path.parent
     manifest = load_manifest(folder / MANIFEST_NAME) if (folder / MANIFEST_NAME).is_file() else None

@@ -82,14 +82,14 @@ def bench_cmd(
     """Time a model on this machine: step latency, pipeline fps, the reference loop, cold start, RSS;
     with --streams N, N real-time cameras through one process and one loaded model."""
     from .files import check_writable
-    from .model_path import resolve_model
+    from .model_path import MAKE_MODEL_HINT, resolve_model
 
     if json_path is not None:
         check_writable(json_path, (".json",), "--json")
     paths = list(models) if models else [resolve_model(None)]
     for path in paths:
         if not path.exists():
-            raise EdgeError(f"model {path} does not exist; export one with: movinet-export --model a0")
+            raise EdgeError(f"model {path} does not exist; {MAKE_MODEL_HINT}")
     if streams is not None:
         _bench_streams(paths, clip, streams, duration, threads, pool, separate, fault, runtime, json_path, quiet)
         return

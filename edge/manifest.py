@@ -9,8 +9,6 @@ newer exporter does not break an older device.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,21 +158,6 @@ def load_manifest(path: Path) -> Manifest:
     if not isinstance(data, dict):
         raise EdgeError(f"manifest {path} is not a JSON object; re-export the model")
     return Manifest.from_dict(data)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a reader never sees half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a manifest is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_labels(path: Path) -> list[str]:

@@ -28,6 +28,7 @@ import numpy as np
 
 from .engine import SIGNATURE_KEYS, Engine, StateSet
 from .errors import EdgeError
+from .model_path import MAKE_MODEL_HINT
 from .manifest import (
     LABELS_NAME,
     MANIFEST_NAME,
@@ -112,11 +113,11 @@ class StreamingClassifier:
         if path.is_dir():
             model_path, folder = path / MODEL_NAME, path
             if not model_path.is_file():
-                raise EdgeError(f"{path} has no {MODEL_NAME}; export one with movinet-export or pass the .tflite file")
+                raise EdgeError(f"{path} has no {MODEL_NAME}; {MAKE_MODEL_HINT}")
         elif path.exists():
             model_path, folder = path, path.parent
         else:
-            raise EdgeError(f"model {path} does not exist; export one with: movinet-export --model a0")
+            raise EdgeError(f"model {path} does not exist; {MAKE_MODEL_HINT}")
         manifest = load_manifest(folder / MANIFEST_NAME) if (folder / MANIFEST_NAME).is_file() else None
         if isinstance(labels, (str, Path)):
             label_list: list[str] | None = read_labels(Path(labels))

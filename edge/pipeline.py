@@ -18,7 +18,6 @@ import csv
 import io
 import os
 import statistics
-import tempfile
 import threading
 import time
 from collections import deque
@@ -31,7 +30,7 @@ import numpy as np
 
 from .errors import EdgeError
 from .frames import Frame, FrameDecodeError
-from .manifest import write_json_atomic
+from .files import check_writable, write_json_atomic, write_text_atomic
 from .postprocess import EventDetector, EventOptions, Smoother, SmoothingOptions
 from .postprocess import top_k as rank
 from .results import Event, Prediction, Sink
@@ -384,12 +383,7 @@ PROBABILITY_FORMATS = (".csv", ".json")
 
 def check_probabilities_path(path: Path) -> None:
     """Fail before the work, not after, on a destination we cannot write."""
-    if path.suffix.lower() not in PROBABILITY_FORMATS:
-        raise EdgeError(f"--probabilities {path}: use a .csv or .json file name")
-    if not path.parent.is_dir():
-        raise EdgeError(f"cannot write {path}: directory {path.parent} does not exist")
-    if path.is_dir():
-        raise EdgeError(f"cannot write {path}: it is a directory")
+    check_writable(path, PROBABILITY_FORMATS, what="--probabilities")
 
 
 def write_probabilities(result: ClipResult, path: Path) -> None:
@@ -415,19 +409,3 @@ def write_probabilities(result: ClipResult, path: Path) -> None:
     for step, ts, row in zip(steps, result.timestamps, result.probabilities):
         writer.writerow([step, f"{ts:.6f}", *(f"{p:.6g}" for p in row)])
     write_text_atomic(path, buf.getvalue())
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file so that a reader never sees half of it, with the usual file mode."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

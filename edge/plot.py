@@ -21,7 +21,6 @@ consecutive frames and keeps their total duration), MP4 through OpenCV's
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import cv2
 import numpy as np
 
 from .errors import EdgeError
+from .files import AtomicFile, check_writable
 
 PLOT_FORMATS = (".gif", ".mp4")
 MISSING_MATPLOTLIB = "--plot needs matplotlib: pip install 'movinet-edge[plot]'"
@@ -76,15 +76,7 @@ def require_matplotlib() -> Any:
 
 def check_plot_path(path: Path) -> None:
     """Fail before the work, not after: the format, the folder, and matplotlib itself."""
-    path = Path(path)
-    if path.suffix.lower() not in PLOT_FORMATS:
-        raise EdgeError(f"--plot {path}: use a .gif or .mp4 file name")
-    if not path.parent.is_dir():
-        raise EdgeError(f"cannot write {path}: directory {path.parent} does not exist")
-    if path.is_dir():
-        raise EdgeError(f"cannot write {path}: it is a directory")
-    if not os.access(path.parent, os.W_OK):
-        raise EdgeError(f"cannot write {path}: no permission to write in {path.parent}")
+    check_writable(path, PLOT_FORMATS, what="--plot")
     require_matplotlib()
 
 
@@ -282,26 +274,7 @@ def render_plot(result: Any, frames: Sequence[np.ndarray], options: PlotOptions 
 # --- writers ------------------------------------------------------------------------------------
 
 
-class _StagedFile:
-    """A hidden temporary file beside ``path`` (same suffix, so writers know the format)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-
-    def commit(self) -> None:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp made it 0600
-        os.replace(self.tmp, self.path)
-
-    def discard(self) -> None:
-        self.tmp.unlink(missing_ok=True)
-
-
-def _write_gif(frames: Iterator[np.ndarray], staged: _StagedFile, fps: float) -> int:
+def _write_gif(frames: Iterator[np.ndarray], staged: AtomicFile, fps: float) -> int:
     from PIL import Image
 
     # Palette images: a third of RGB's memory while the whole animation is held for
@@ -309,15 +282,15 @@ def _write_gif(frames: Iterator[np.ndarray], staged: _StagedFile, fps: float) ->
     fast_octree = getattr(getattr(Image, "Quantize", None), "FASTOCTREE", 2)  # enum since Pillow 9.1
     images = [Image.fromarray(rgb).quantize(colors=256, method=fast_octree) for rgb in frames]
     duration = max(20, int(round(1000.0 / fps)))
-    images[0].save(staged.tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
+    images[0].save(staged.path, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
     return len(images)
 
 
-def _write_mp4(frames: Iterator[np.ndarray], staged: _StagedFile, fps: float, size: tuple[int, int]) -> int:
-    writer = cv2.VideoWriter(str(staged.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+def _write_mp4(frames: Iterator[np.ndarray], staged: AtomicFile, fps: float, size: tuple[int, int]) -> int:
+    writer = cv2.VideoWriter(str(staged.path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     if not writer.isOpened():
         writer.release()
-        raise EdgeError(f"cannot write {staged.path}: OpenCV has no mp4v encoder; use a .gif name")
+        raise EdgeError(f"cannot write {staged.target}: OpenCV has no mp4v encoder; use a .gif name")
     count = 0
     try:
         for rgb in frames:
@@ -359,7 +332,7 @@ def write_prediction_plot(
     options = options or PlotOptions(top_k=top_k)
     check_plot_path(path)
     fps = playback_fps(result, options)
-    staged = _StagedFile(path)
+    staged = AtomicFile(path)
     try:
         with Progress(int(result.steps), f"plotting {path.name}", unit="frames", quiet=not progress) as bar:
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EdgeError
+from .model_path import MAKE_MODEL_HINT
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime")
 RUNTIME_ENV = "MOVINET_EDGE_RUNTIME"
@@ -183,7 +184,7 @@ def make_interpreter(path: Path, num_threads: int | None = None, runtime: Runtim
     """
     path = Path(path)
     if not path.is_file():
-        raise EdgeError(f"model file {path} does not exist; export one with movinet-export")
+        raise EdgeError(f"model file {path} does not exist; {MAKE_MODEL_HINT}")
     if not is_tflite_file(path):
         raise EdgeError(f"{path} is not a TFLite model (no TFL3 identifier); pass a model.tflite file")
     runtime = runtime or find_runtime()

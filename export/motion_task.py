@@ -11,7 +11,6 @@ and the int8 benchmark, so both measure on the same data.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +50,16 @@ def write_video(path: Path, frames: np.ndarray, fps: float) -> None:
     """Lossless FFV1 .mkv (the reader gets back exactly these frames), written under a temporary name."""
     import cv2
 
+    from movinet_edge.files import atomic_path
+
     height, width = frames.shape[1:3]
-    tmp = path.with_name(".tmp-" + path.name)
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"FFV1"), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError("OpenCV cannot write FFV1 .mkv here")
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"FFV1"), fps, (width, height))
+        if not writer.isOpened():
+            raise RuntimeError("OpenCV cannot write FFV1 .mkv here")
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        writer.release()
 
 
 def task_videos(folder: Path, params: dict[str, Any], videos: int, frames: int, fps: float) -> Path:
