@@ -91,3 +91,46 @@ def test_two_cameras_one_service(
             service.kill()
     ends = [e for e in sub.events(door) if e["kind"] == "end"]
     assert ends, "the door camera's action ended at shutdown"
+
+
+def test_four_cameras_one_service(
+    tmp_path: Path,
+    float_model_dir: Path,
+    clips: Path,
+    broker: Broker,
+    subscribe: Callable[..., Subscriber],
+    start_service: Callable[..., ServiceProcess],
+) -> None:
+    """Two files and two MJPEG cameras: every camera's events on its own topic, each camera in /healthz."""
+    servers = [MjpegServer(clip_jpegs(clips / name, count=30), [("frames", FOREVER)], frame_interval=0.04).start()
+               for name in ("rope_pushdown.mp4", "carving_ice.mp4")]  # fmt: skip
+    cameras = {
+        "hall": f'video = "{clips / "carving_ice.mp4"}"\nrealtime = true\nloop = true\n',
+        "shed": f'video = "{clips / "rope_pushdown.mp4"}"\nrealtime = true\nloop = true\n',
+        "gate": f'url = "{servers[0].url}"\n',
+        "yard": f'url = "{servers[1].url}"\n',
+    }
+    tables = "".join(f'[[cameras]]\nid = "{cid}"\n{source}' for cid, source in cameras.items())
+    config = write_config(
+        tmp_path / "four.toml",
+        'device_id = "dev-4"\n'
+        f'[model]\npath = "{float_model_dir}"\nthreads = 1\n'
+        '[events]\nstart_threshold = 0.0\nend_threshold = 0.0\nallow = ["brush painting"]\nupdate_every = 0.5\n'
+        '[output]\nconsole = "none"\n[http]\nlisten = "127.0.0.1:0"\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n' + tables,
+    )
+    sub = subscribe(broker.port, "movinet-edge/dev-4/#")
+    service = start_service("--config", config)
+    try:
+        for cid in cameras:
+            topic = f"movinet-edge/dev-4/{cid}/events"
+            wait_until(lambda t=topic: len(sub.on(t)) >= 2, what=f"events from {cid}")
+            assert {e["camera"] for e in sub.events(topic)} == {cid}
+        health = json.loads(service.get("/healthz")[1])
+        assert set(health.get("cameras", {})) == set(cameras), health
+        assert service.stop() == 0, service.log()
+    finally:
+        for server in servers:
+            server.stop()
+        if service.proc.poll() is None:
+            service.kill()
